@@ -1,0 +1,835 @@
+//! The engine: applies events to the picture, keeps cell aggregates at every
+//! served resolution, and emits one coalesced [`Delta`] per flush.
+//!
+//! Event application is cheap: it updates the entity and marks its finest
+//! cell dirty. [`Picture::flush`] (called once per tick by the owner task)
+//! recomputes dirty finest cells from their members and rolls them up
+//! resolution by resolution, each parent being the merge of its children.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use h3o::{CellIndex, LatLng, Resolution};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::EpochMs;
+use crate::catalogue::Catalogue;
+use crate::cell::CellAgg;
+use crate::event::{
+    Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
+};
+use crate::freshness::Freshness;
+use crate::view::{
+    AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
+};
+use crate::viewport::Viewport;
+
+/// How often freshness classes are re-evaluated, in the picture's clock.
+const FRESHNESS_SCAN_INTERVAL_MS: i64 = 1_000;
+/// Hysteresis below a threshold before a level falls back, as a fraction of
+/// the threshold's magnitude (with a floor of [`HYSTERESIS_MIN`]).
+const HYSTERESIS_FRACTION: f64 = 0.01;
+const HYSTERESIS_MIN: f64 = 0.01;
+/// Levels are 0–4.
+const MAX_LEVEL: u8 = 4;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct PictureConfig {
+    /// Served resolutions, any order; the finest is where entities are indexed.
+    pub resolutions: Vec<Resolution>,
+    /// How far in the future an event time may be before it is refused.
+    pub future_tolerance_ms: i64,
+    /// Time-to-live of a unit's newest report.
+    pub unit_ttl_ms: i64,
+    /// Sensor kinds.
+    pub catalogue: Catalogue,
+}
+
+impl Default for PictureConfig {
+    fn default() -> Self {
+        Self {
+            resolutions: vec![
+                Resolution::Ten,
+                Resolution::Nine,
+                Resolution::Eight,
+                Resolution::Seven,
+                Resolution::Six,
+            ],
+            future_tolerance_ms: 30_000,
+            unit_ttl_ms: 5 * 60_000,
+            catalogue: Catalogue::default(),
+        }
+    }
+}
+
+/// Why an event was refused. Refused events change nothing.
+#[derive(Debug, Error, PartialEq)]
+pub enum Refusal {
+    /// Event time too far ahead of the picture's clock.
+    #[error("event time is {ahead_ms} ms in the future (tolerance {tolerance_ms} ms)")]
+    FromTheFuture {
+        /// How far ahead.
+        ahead_ms: i64,
+        /// The configured tolerance.
+        tolerance_ms: i64,
+    },
+    /// The position cannot be indexed.
+    #[error("position cannot be indexed on H3: {0}")]
+    BadPosition(String),
+}
+
+impl Refusal {
+    /// A short stable name for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::FromTheFuture { .. } => "future_timestamp",
+            Refusal::BadPosition(_) => "bad_position",
+        }
+    }
+}
+
+/// What happened to an accepted (not refused) event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The picture changed (or will at the next flush).
+    Applied,
+    /// Same source and sequence number, or same time and content: dropped.
+    Duplicate,
+    /// Older than the entity's state: kept out of it.
+    Outdated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Member {
+    Unit(String),
+    Sensor(String),
+}
+
+#[derive(Debug, Clone)]
+struct Sensor {
+    kind: String,
+    unit: String,
+    name: Option<String>,
+    pos: Option<(f64, f64)>,
+    thresholds: Option<Vec<f64>>,
+    value: Option<f64>,
+    ts_ms: Option<EpochMs>,
+    seq: Option<u64>,
+    level: u8,
+    cell: Option<CellIndex>,
+    shown: Option<Freshness>,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    callsign: Option<String>,
+    unit_type: String,
+    org: String,
+    strength: Option<u32>,
+    pos: Option<(f64, f64)>,
+    heading: Option<f64>,
+    speed: Option<f64>,
+    accuracy: Option<f64>,
+    source: Option<String>,
+    pos_ts_ms: Option<EpochMs>,
+    status: Option<u8>,
+    status_ts_ms: Option<EpochMs>,
+    class: StatusClass,
+    cell: Option<CellIndex>,
+    shown: Option<Freshness>,
+}
+
+impl Unit {
+    fn newest_ms(&self) -> Option<EpochMs> {
+        self.pos_ts_ms.max(self.status_ts_ms)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    cells: BTreeSet<CellIndex>,
+    units: BTreeSet<String>,
+    sensors: BTreeSet<String>,
+    incidents: BTreeSet<String>,
+    alerts: BTreeSet<u64>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+            && self.units.is_empty()
+            && self.sensors.is_empty()
+            && self.incidents.is_empty()
+            && self.alerts.is_empty()
+    }
+}
+
+/// The situation picture of one space.
+#[derive(Debug)]
+pub struct Picture {
+    config: PictureConfig,
+    /// Served resolutions, finest first.
+    resolutions: Vec<Resolution>,
+    seq: u64,
+    sensors: BTreeMap<String, Sensor>,
+    units: BTreeMap<String, Unit>,
+    incidents: BTreeMap<String, IncidentView>,
+    alerts: BTreeMap<u64, AlertView>,
+    members: HashMap<CellIndex, BTreeSet<Member>>,
+    cells: HashMap<CellIndex, CellAgg>,
+    pending: Pending,
+    last_scan_ms: Option<EpochMs>,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum AckError {
+    /// No alert with that id.
+    #[error("no alert with id {0:?}")]
+    Unknown(String),
+}
+
+impl Picture {
+    /// An empty picture.
+    pub fn new(config: PictureConfig) -> Picture {
+        let mut resolutions = config.resolutions.clone();
+        if resolutions.is_empty() {
+            resolutions = PictureConfig::default().resolutions;
+        }
+        resolutions.sort_unstable_by(|a, b| b.cmp(a));
+        resolutions.dedup();
+        Picture {
+            config,
+            resolutions,
+            seq: 0,
+            sensors: BTreeMap::new(),
+            units: BTreeMap::new(),
+            incidents: BTreeMap::new(),
+            alerts: BTreeMap::new(),
+            members: HashMap::new(),
+            cells: HashMap::new(),
+            pending: Pending::default(),
+            last_scan_ms: None,
+        }
+    }
+
+    /// The sequence number of the last delta emitted.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Served resolutions, finest first.
+    pub fn resolutions(&self) -> &[Resolution] {
+        &self.resolutions
+    }
+
+    /// The served resolution closest to `res`.
+    pub fn nearest_resolution(&self, res: u8) -> Resolution {
+        self.resolutions
+            .iter()
+            .copied()
+            .min_by_key(|r| u8::from(*r).abs_diff(res))
+            .unwrap_or(Resolution::Eight)
+    }
+
+    /// Applies one event at picture time `now_ms`.
+    pub fn apply(&mut self, env: &Envelope, now_ms: EpochMs) -> Result<Outcome, Refusal> {
+        if let Some(ts) = event_time(&env.event) {
+            let ahead_ms = ts - now_ms;
+            if ahead_ms > self.config.future_tolerance_ms {
+                return Err(Refusal::FromTheFuture {
+                    ahead_ms,
+                    tolerance_ms: self.config.future_tolerance_ms,
+                });
+            }
+        }
+        match &env.event {
+            Event::SensorMeta(m) => self.sensor_meta(m),
+            Event::SensorObs(o) => self.sensor_obs(o),
+            Event::UnitMeta(m) => Ok(self.unit_meta(m)),
+            Event::UnitPos(p) => self.unit_pos(p),
+            Event::UnitStatus(s) => Ok(self.unit_status(s)),
+            Event::Incident(i) => Ok(self.incident(i)),
+            Event::IncidentClosed(c) => Ok(if self.incidents.remove(&c.id).is_some() {
+                self.pending.incidents.insert(c.id.clone());
+                Outcome::Applied
+            } else {
+                Outcome::Duplicate
+            }),
+        }
+    }
+
+    fn index(&self, lat: f64, lon: f64) -> Result<CellIndex, Refusal> {
+        let ll = LatLng::new(lat, lon).map_err(|e| Refusal::BadPosition(e.to_string()))?;
+        Ok(ll.to_cell(self.resolutions[0]))
+    }
+
+    /// Moves `member` from `old` to `new` (either may be none) and marks
+    /// the cells dirty.
+    fn relocate(&mut self, member: Member, old: Option<CellIndex>, new: Option<CellIndex>) {
+        if old != new {
+            if let Some(o) = old {
+                if let Some(set) = self.members.get_mut(&o) {
+                    set.remove(&member);
+                    if set.is_empty() {
+                        self.members.remove(&o);
+                    }
+                }
+            }
+            if let Some(n) = new {
+                self.members.entry(n).or_default().insert(member);
+            }
+        }
+        self.pending.cells.extend(old);
+        self.pending.cells.extend(new);
+    }
+
+    fn thresholds_of<'a>(&'a self, s: &'a Sensor) -> &'a [f64] {
+        match &s.thresholds {
+            Some(t) => t,
+            None => self
+                .config
+                .catalogue
+                .get(&s.kind)
+                .map_or(&[][..], |k| &k.thresholds),
+        }
+    }
+
+    /// The level of `value` given the current level, with hysteresis on the
+    /// way down so a value hovering at a threshold does not flap.
+    fn level_for(&self, s: &Sensor, value: f64) -> u8 {
+        let th = self.thresholds_of(s);
+        let count = |f: &dyn Fn(f64) -> f64| {
+            let n = th.iter().filter(|t| value >= f(**t)).count();
+            u8::try_from(n).unwrap_or(MAX_LEVEL).min(MAX_LEVEL)
+        };
+        let raw = count(&|t| t);
+        if raw >= s.level {
+            raw
+        } else {
+            let sticky = count(&|t| t - (t.abs() * HYSTERESIS_FRACTION).max(HYSTERESIS_MIN));
+            sticky.min(s.level)
+        }
+    }
+
+    fn sensor_meta(&mut self, m: &SensorMeta) -> Result<Outcome, Refusal> {
+        let cell = self.index(m.lat, m.lon)?;
+        let spec_unit = m.unit.clone();
+        let existing = self.sensors.get(&m.id);
+        if let Some(s) = existing {
+            if s.kind == m.kind
+                && s.unit == m.unit
+                && s.name == m.name
+                && s.pos == Some((m.lat, m.lon))
+                && s.thresholds == m.thresholds
+            {
+                return Ok(Outcome::Duplicate);
+            }
+        }
+        let mut s = existing.cloned().unwrap_or_else(|| empty_sensor(&m.kind));
+        let old_cell = s.cell;
+        s.kind = m.kind.clone();
+        s.unit = spec_unit;
+        s.name = m.name.clone();
+        s.pos = Some((m.lat, m.lon));
+        s.thresholds = m.thresholds.clone();
+        s.cell = Some(cell);
+        if let Some(v) = s.value {
+            s.level = 0;
+            s.level = self.level_for(&s, v);
+        }
+        self.sensors.insert(m.id.clone(), s);
+        self.relocate(Member::Sensor(m.id.clone()), old_cell, Some(cell));
+        self.pending.sensors.insert(m.id.clone());
+        Ok(Outcome::Applied)
+    }
+
+    fn sensor_obs(&mut self, o: &SensorObs) -> Result<Outcome, Refusal> {
+        let new_cell = match (o.lat, o.lon) {
+            (Some(lat), Some(lon)) => Some(self.index(lat, lon)?),
+            _ => None,
+        };
+        let mut s = match self.sensors.get(&o.id) {
+            Some(s) => {
+                if o.seq.is_some() && s.seq == o.seq {
+                    return Ok(Outcome::Duplicate);
+                }
+                if let Some(t) = s.ts_ms {
+                    if o.ts_ms == t && s.value == Some(o.value) {
+                        return Ok(Outcome::Duplicate);
+                    }
+                    if o.ts_ms <= t {
+                        return Ok(Outcome::Outdated);
+                    }
+                }
+                s.clone()
+            }
+            None => empty_sensor("unknown"),
+        };
+        let old_level = s.level;
+        s.level = self.level_for(&s, o.value);
+        s.value = Some(o.value);
+        s.ts_ms = Some(o.ts_ms);
+        s.seq = o.seq.or(s.seq);
+        let old_cell = s.cell;
+        if let (Some(lat), Some(lon), Some(c)) = (o.lat, o.lon, new_cell) {
+            s.pos = Some((lat, lon));
+            s.cell = Some(c);
+        }
+        let cell = s.cell;
+        if s.level > old_level {
+            self.raise_threshold_alert(&o.id, &s, o.ts_ms);
+        }
+        self.sensors.insert(o.id.clone(), s);
+        self.relocate(Member::Sensor(o.id.clone()), old_cell, cell);
+        self.pending.sensors.insert(o.id.clone());
+        Ok(Outcome::Applied)
+    }
+
+    fn raise_threshold_alert(&mut self, id: &str, s: &Sensor, ts_ms: EpochMs) {
+        let n = self.alerts.keys().next_back().map_or(1, |k| k + 1);
+        let name = s.name.as_deref().unwrap_or(id);
+        let value = s.value.map_or_else(String::new, |v| format!("{v}"));
+        self.alerts.insert(
+            n,
+            AlertView {
+                id: format!("A{n}"),
+                kind: "threshold".to_owned(),
+                entity: id.to_owned(),
+                level: s.level,
+                message: format!(
+                    "{name}: {} {value} {} reached level {}",
+                    s.kind, s.unit, s.level
+                ),
+                ts_ms,
+                acked: false,
+            },
+        );
+        self.pending.alerts.insert(n);
+    }
+
+    fn unit_entry(&mut self, id: &str) -> &mut Unit {
+        self.units.entry(id.to_owned()).or_insert_with(|| Unit {
+            callsign: None,
+            unit_type: "unknown".to_owned(),
+            org: "unknown".to_owned(),
+            strength: None,
+            pos: None,
+            heading: None,
+            speed: None,
+            accuracy: None,
+            source: None,
+            pos_ts_ms: None,
+            status: None,
+            status_ts_ms: None,
+            class: StatusClass::Unknown,
+            cell: None,
+            shown: None,
+        })
+    }
+
+    fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
+        let u = self.unit_entry(&m.id);
+        if u.callsign.as_deref() == Some(&m.callsign)
+            && u.unit_type == m.unit_type
+            && u.org == m.org
+            && u.strength == m.strength
+        {
+            return Outcome::Duplicate;
+        }
+        u.callsign = Some(m.callsign.clone());
+        u.unit_type = m.unit_type.clone();
+        u.org = m.org.clone();
+        u.strength = m.strength;
+        let cell = u.cell;
+        self.pending.cells.extend(cell);
+        self.pending.units.insert(m.id.clone());
+        Outcome::Applied
+    }
+
+    fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
+        let cell = self.index(p.lat, p.lon)?;
+        let u = self.unit_entry(&p.id);
+        if let Some(t) = u.pos_ts_ms {
+            if p.ts_ms == t && u.pos == Some((p.lat, p.lon)) {
+                return Ok(Outcome::Duplicate);
+            }
+            if p.ts_ms <= t {
+                return Ok(Outcome::Outdated);
+            }
+        }
+        let old_cell = u.cell;
+        u.pos = Some((p.lat, p.lon));
+        u.pos_ts_ms = Some(p.ts_ms);
+        u.heading = p.heading;
+        u.speed = p.speed;
+        u.accuracy = p.accuracy;
+        u.source = p.source.clone();
+        u.cell = Some(cell);
+        self.relocate(Member::Unit(p.id.clone()), old_cell, Some(cell));
+        self.pending.units.insert(p.id.clone());
+        Ok(Outcome::Applied)
+    }
+
+    fn unit_status(&mut self, s: &UnitStatus) -> Outcome {
+        let u = self.unit_entry(&s.id);
+        if let Some(t) = u.status_ts_ms {
+            if s.ts_ms == t && u.status == Some(s.status) {
+                return Outcome::Duplicate;
+            }
+            if s.ts_ms <= t {
+                return Outcome::Outdated;
+            }
+        }
+        u.status = Some(s.status);
+        u.status_ts_ms = Some(s.ts_ms);
+        if let Some(class) = StatusClass::of_status(s.status) {
+            u.class = class;
+        }
+        let cell = u.cell;
+        self.pending.cells.extend(cell);
+        self.pending.units.insert(s.id.clone());
+        Outcome::Applied
+    }
+
+    fn incident(&mut self, i: &IncidentUpsert) -> Outcome {
+        if let Some(old) = self.incidents.get(&i.id) {
+            if i.ts_ms == old.ts_ms
+                && old.keyword == i.keyword
+                && old.severity == i.severity
+                && old.geometry == i.geometry
+                && old.title == i.title
+            {
+                return Outcome::Duplicate;
+            }
+            if i.ts_ms <= old.ts_ms {
+                return Outcome::Outdated;
+            }
+        }
+        self.incidents.insert(
+            i.id.clone(),
+            IncidentView {
+                id: i.id.clone(),
+                keyword: i.keyword.clone(),
+                severity: i.severity.min(MAX_LEVEL),
+                title: i.title.clone(),
+                geometry: i.geometry.clone(),
+                ts_ms: i.ts_ms,
+            },
+        );
+        self.pending.incidents.insert(i.id.clone());
+        Outcome::Applied
+    }
+
+    /// Marks an alert acknowledged.
+    pub fn ack(&mut self, alert_id: &str) -> Result<(), AckError> {
+        let found = self
+            .alerts
+            .iter_mut()
+            .find(|(_, a)| a.id == alert_id)
+            .ok_or_else(|| AckError::Unknown(alert_id.to_owned()))?;
+        if !found.1.acked {
+            found.1.acked = true;
+            self.pending.alerts.insert(*found.0);
+        }
+        Ok(())
+    }
+
+    fn compute_finest(&self, cell: CellIndex) -> CellAgg {
+        let mut agg = CellAgg::default();
+        for m in self.members.get(&cell).into_iter().flatten() {
+            match m {
+                Member::Unit(id) => {
+                    if let Some(u) = self.units.get(id) {
+                        agg.add_unit(u.class, &u.unit_type, u.newest_ms());
+                    }
+                }
+                Member::Sensor(id) => {
+                    if let Some(s) = self.sensors.get(id) {
+                        agg.add_sensor(&s.kind, s.level, s.value, s.ts_ms);
+                    }
+                }
+            }
+        }
+        agg
+    }
+
+    fn store_cell(&mut self, cell: CellIndex, agg: CellAgg, delta: &mut Delta) {
+        if agg.is_empty() {
+            if self.cells.remove(&cell).is_some() {
+                delta.cells_removed.push(cell.to_string());
+                delta.cells_removed_idx.push(cell);
+            }
+        } else if self.cells.get(&cell) != Some(&agg) {
+            delta.cells.push(CellView {
+                h3: cell,
+                res: u8::from(cell.resolution()),
+                agg: agg.clone(),
+            });
+            self.cells.insert(cell, agg);
+        }
+    }
+
+    /// Re-evaluates freshness classes when due, so that an entity going
+    /// stale shows up in the next delta even when nothing else happens.
+    fn scan_freshness(&mut self, now_ms: EpochMs) {
+        if self
+            .last_scan_ms
+            .is_some_and(|t| now_ms - t < FRESHNESS_SCAN_INTERVAL_MS && now_ms >= t)
+        {
+            return;
+        }
+        self.last_scan_ms = Some(now_ms);
+        let unit_ttl = self.config.unit_ttl_ms;
+        for (id, u) in &self.units {
+            let f = Freshness::classify(u.newest_ms(), unit_ttl, now_ms);
+            if u.shown != Some(f) {
+                self.pending.units.insert(id.clone());
+            }
+        }
+        for (id, s) in &self.sensors {
+            let f = Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now_ms);
+            if s.shown != Some(f) {
+                self.pending.sensors.insert(id.clone());
+            }
+        }
+    }
+
+    /// Emits everything that changed since the last flush as one delta with
+    /// the next sequence number, or `None` when nothing changed.
+    pub fn flush(&mut self, now_ms: EpochMs) -> Option<Delta> {
+        self.scan_freshness(now_ms);
+        if self.pending.is_empty() {
+            return None;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.seq += 1;
+        let mut delta = Delta {
+            seq: self.seq,
+            ..Delta::default()
+        };
+
+        let mut dirty = pending.cells;
+        for cell in &dirty {
+            let agg = self.compute_finest(*cell);
+            self.store_cell(*cell, agg, &mut delta);
+        }
+        for pair in self.resolutions.clone().windows(2) {
+            let (finer, coarser) = (pair[0], pair[1]);
+            let parents: BTreeSet<CellIndex> =
+                dirty.iter().filter_map(|c| c.parent(coarser)).collect();
+            for parent in &parents {
+                let mut agg = CellAgg::default();
+                for child in parent.children(finer) {
+                    if let Some(c) = self.cells.get(&child) {
+                        agg.merge(c);
+                    }
+                }
+                self.store_cell(*parent, agg, &mut delta);
+            }
+            dirty = parents;
+        }
+
+        for id in pending.units {
+            match self.unit_view(&id, Some(now_ms)) {
+                Some(v) => {
+                    if let Some(u) = self.units.get_mut(&id) {
+                        u.shown = v.freshness;
+                    }
+                    delta.units.push(v);
+                }
+                None => delta.units_removed.push(id),
+            }
+        }
+        for id in pending.sensors {
+            match self.sensor_view(&id, Some(now_ms)) {
+                Some(v) => {
+                    if let Some(s) = self.sensors.get_mut(&id) {
+                        s.shown = v.freshness;
+                    }
+                    delta.sensors.push(v);
+                }
+                None => delta.sensors_removed.push(id),
+            }
+        }
+        for id in pending.incidents {
+            match self.incidents.get(&id) {
+                Some(v) => delta.incidents.push(v.clone()),
+                None => delta.incidents_removed.push(id),
+            }
+        }
+        delta.alerts.extend(
+            pending
+                .alerts
+                .iter()
+                .filter_map(|n| self.alerts.get(n).cloned()),
+        );
+        Some(delta)
+    }
+
+    fn unit_view(&self, id: &str, now_ms: Option<EpochMs>) -> Option<UnitView> {
+        let u = self.units.get(id)?;
+        Some(UnitView {
+            id: id.to_owned(),
+            callsign: u.callsign.clone().unwrap_or_else(|| id.to_owned()),
+            unit_type: u.unit_type.clone(),
+            org: u.org.clone(),
+            strength: u.strength,
+            lat: u.pos.map(|p| p.0),
+            lon: u.pos.map(|p| p.1),
+            heading: u.heading,
+            speed: u.speed,
+            accuracy: u.accuracy,
+            source: u.source.clone(),
+            status: u.status,
+            status_ts_ms: u.status_ts_ms,
+            status_class: u.class,
+            ts_ms: u.newest_ms(),
+            freshness: now_ms
+                .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
+        })
+    }
+
+    fn sensor_view(&self, id: &str, now_ms: Option<EpochMs>) -> Option<SensorView> {
+        let s = self.sensors.get(id)?;
+        Some(SensorView {
+            id: id.to_owned(),
+            kind: s.kind.clone(),
+            unit: s.unit.clone(),
+            name: s.name.clone(),
+            lat: s.pos.map(|p| p.0),
+            lon: s.pos.map(|p| p.1),
+            value: s.value,
+            level: s.level,
+            ts_ms: s.ts_ms,
+            freshness: now_ms.map(|now| {
+                Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now)
+            }),
+        })
+    }
+
+    /// The picture inside `viewport` as of the last flush (call
+    /// [`Picture::flush`] first for a snapshot consistent with `seq`).
+    pub fn snapshot(&self, viewport: &Viewport, now_ms: EpochMs) -> Snapshot {
+        let mut cells: Vec<CellView> = self
+            .cells
+            .iter()
+            .filter(|(c, _)| viewport.contains_cell(**c))
+            .map(|(c, agg)| CellView {
+                h3: *c,
+                res: u8::from(c.resolution()),
+                agg: agg.clone(),
+            })
+            .collect();
+        cells.sort_unstable_by_key(|c| c.h3);
+        Snapshot {
+            seq: self.seq,
+            res: u8::from(viewport.res),
+            cells,
+            units: self
+                .units
+                .keys()
+                .filter_map(|id| self.unit_view(id, Some(now_ms)))
+                .filter(|u| viewport.contains_point(u.lat, u.lon))
+                .collect(),
+            sensors: self
+                .sensors
+                .keys()
+                .filter_map(|id| self.sensor_view(id, Some(now_ms)))
+                .filter(|s| viewport.contains_point(s.lat, s.lon))
+                .collect(),
+            incidents: self.incidents.values().cloned().collect(),
+            alerts: self.alerts.values().cloned().collect(),
+        }
+    }
+
+    /// Hex SHA-256 of the picture's canonical content: every entity, every
+    /// cell at every resolution and every alert, in a fixed order, without
+    /// anything derived from the clock (freshness), the space's name or the
+    /// tick timing (seq). The same events in the same order give the same
+    /// digest. Reflects the state as of the last flush.
+    pub fn digest(&self) -> String {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            sensors: Vec<SensorView>,
+            units: Vec<UnitView>,
+            incidents: Vec<&'a IncidentView>,
+            cells: Vec<CellView>,
+            alerts: Vec<&'a AlertView>,
+        }
+        let mut cells: Vec<CellView> = self
+            .cells
+            .iter()
+            .map(|(c, agg)| CellView {
+                h3: *c,
+                res: u8::from(c.resolution()),
+                agg: agg.clone(),
+            })
+            .collect();
+        cells.sort_unstable_by_key(|c| c.h3);
+        let canonical = Canonical {
+            sensors: self
+                .sensors
+                .keys()
+                .filter_map(|id| self.sensor_view(id, None))
+                .collect(),
+            units: self
+                .units
+                .keys()
+                .filter_map(|id| self.unit_view(id, None))
+                .collect(),
+            incidents: self.incidents.values().collect(),
+            cells,
+            alerts: self.alerts.values().collect(),
+        };
+        let mut hasher = Sha256::new();
+        // Serialising plain structs of strings and numbers cannot fail; a
+        // failure would only make the digest cover less, never panic.
+        if let Ok(bytes) = serde_json::to_vec(&canonical) {
+            hasher.update(&bytes);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// Numbers of entities and cells, for metrics.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.units.len(),
+            self.sensors.len(),
+            self.incidents.len(),
+            self.cells.len(),
+        )
+    }
+}
+
+fn empty_sensor(kind: &str) -> Sensor {
+    Sensor {
+        kind: kind.to_owned(),
+        unit: String::new(),
+        name: None,
+        pos: None,
+        thresholds: None,
+        value: None,
+        ts_ms: None,
+        seq: None,
+        level: 0,
+        cell: None,
+        shown: None,
+    }
+}
+
+fn event_time(e: &Event) -> Option<EpochMs> {
+    match e {
+        Event::SensorObs(o) => Some(o.ts_ms),
+        Event::UnitPos(p) => Some(p.ts_ms),
+        Event::UnitStatus(s) => Some(s.ts_ms),
+        Event::Incident(i) => Some(i.ts_ms),
+        Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,309 @@
+use super::*;
+use crate::event::IncidentClosed;
+use crate::viewport::{Bbox, ViewFilter};
+
+const T0: EpochMs = 1_790_000_000_000;
+const ST_PAULI: (f64, f64) = (53.5458, 9.9700);
+const WILHELMSBURG: (f64, f64) = (53.4980, 10.0060);
+
+fn env(event: Event) -> Envelope {
+    Envelope {
+        space: "live".into(),
+        received_ms: T0,
+        event,
+    }
+}
+
+fn gauge_meta(id: &str, (lat, lon): (f64, f64)) -> Envelope {
+    env(Event::SensorMeta(SensorMeta {
+        id: id.into(),
+        kind: "water_level".into(),
+        unit: "m NHN".into(),
+        lat,
+        lon,
+        name: Some(format!("Pegel {id}")),
+        thresholds: None,
+    }))
+}
+
+fn obs(id: &str, ts_ms: EpochMs, value: f64, seq: Option<u64>) -> Envelope {
+    env(Event::SensorObs(SensorObs {
+        id: id.into(),
+        ts_ms,
+        value,
+        lat: None,
+        lon: None,
+        seq,
+        quality: None,
+    }))
+}
+
+fn pos(id: &str, ts_ms: EpochMs, (lat, lon): (f64, f64)) -> Envelope {
+    env(Event::UnitPos(UnitPos {
+        id: id.into(),
+        ts_ms,
+        lat,
+        lon,
+        heading: None,
+        speed: None,
+        accuracy: None,
+        source: None,
+    }))
+}
+
+fn status(id: &str, ts_ms: EpochMs, status: u8) -> Envelope {
+    env(Event::UnitStatus(UnitStatus {
+        id: id.into(),
+        ts_ms,
+        status,
+    }))
+}
+
+fn apply_all(p: &mut Picture, events: &[Envelope]) {
+    for e in events {
+        p.apply(e, T0).expect("accepted");
+    }
+}
+
+#[test]
+fn a_sensor_lands_in_its_cell_at_every_resolution() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(
+        &mut p,
+        &[gauge_meta("g1", ST_PAULI), obs("g1", T0, 4.0, None)],
+    );
+    let delta = p.flush(T0).expect("something changed");
+    assert_eq!(delta.seq, 1);
+    let ll = LatLng::new(ST_PAULI.0, ST_PAULI.1).expect("valid");
+    for res in [10u8, 9, 8, 7, 6] {
+        let r = Resolution::try_from(res).expect("valid res");
+        let expected = ll.to_cell(r);
+        let cell = delta
+            .cells
+            .iter()
+            .find(|c| c.res == res)
+            .expect("a cell at every resolution");
+        assert_eq!(cell.h3, expected);
+        assert_eq!(cell.agg.sensors, 1);
+        assert_eq!(cell.agg.max_level, 1, "4.0 m NHN is above 3.6");
+        assert_eq!(cell.agg.kinds["water_level"].max_value, Some(4.0));
+    }
+    assert_eq!(delta.sensors.len(), 1);
+    assert_eq!(delta.sensors[0].level, 1);
+    assert_eq!(
+        delta.alerts.len(),
+        1,
+        "crossing a threshold raises an alert"
+    );
+    assert!(p.flush(T0 + 10).is_none(), "nothing changed since");
+}
+
+#[test]
+fn parents_are_the_merge_of_their_children() {
+    let mut p = Picture::new(PictureConfig::default());
+    // Many units spread over a few km, so that coarse cells have several
+    // populated children.
+    let mut events = Vec::new();
+    for i in 0..60 {
+        let lat = 53.50 + f64::from(i % 10) * 0.004;
+        let lon = 9.95 + f64::from(i / 10) * 0.006;
+        events.push(pos(&format!("u{i}"), T0, (lat, lon)));
+        events.push(status(
+            &format!("u{i}"),
+            T0,
+            [1, 2, 3, 4, 6][i as usize % 5],
+        ));
+    }
+    apply_all(&mut p, &events);
+    p.flush(T0).expect("changed");
+    let res = p.resolutions().to_vec();
+    for pair in res.windows(2) {
+        for (cell, agg) in p.cells.iter().filter(|(c, _)| c.resolution() == pair[1]) {
+            let mut merged = CellAgg::default();
+            for child in cell.children(pair[0]) {
+                if let Some(c) = p.cells.get(&child) {
+                    merged.merge(c);
+                }
+            }
+            assert_eq!(&merged, agg, "cell {cell}");
+        }
+    }
+    let total: u32 = p
+        .cells
+        .iter()
+        .filter(|(c, _)| c.resolution() == Resolution::Six)
+        .map(|(_, a)| a.units_available + a.units_on_mission + a.units_unavailable)
+        .sum();
+    assert_eq!(total, 60);
+}
+
+#[test]
+fn a_unit_moving_away_empties_its_old_cell() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[pos("hlf", T0, ST_PAULI), status("hlf", T0, 3)]);
+    let first = p.flush(T0).expect("changed");
+    let old10 = first.cells.iter().find(|c| c.res == 10).expect("res 10").h3;
+    assert_eq!(first.units[0].status_class, StatusClass::OnMission);
+    p.apply(&pos("hlf", T0 + 1_000, WILHELMSBURG), T0 + 1_000)
+        .expect("accepted");
+    let second = p.flush(T0 + 1_000).expect("changed");
+    assert!(second.cells_removed.contains(&old10.to_string()));
+    assert!(
+        second
+            .cells
+            .iter()
+            .any(|c| c.res == 10 && c.agg.units_on_mission == 1)
+    );
+    assert_eq!(second.seq, 2);
+}
+
+#[test]
+fn time_rules_out_of_order_duplicates_and_the_future() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
+    assert_eq!(
+        p.apply(&obs("g1", T0, 3.0, Some(7)), T0),
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(
+        p.apply(&obs("g1", T0 + 5, 3.1, Some(7)), T0),
+        Ok(Outcome::Duplicate),
+        "same seq"
+    );
+    assert_eq!(
+        p.apply(&obs("g1", T0, 3.0, None), T0),
+        Ok(Outcome::Duplicate),
+        "same time and value"
+    );
+    assert_eq!(
+        p.apply(&obs("g1", T0 - 60_000, 9.9, Some(6)), T0),
+        Ok(Outcome::Outdated)
+    );
+    let err = p
+        .apply(&obs("g1", T0 + 3_600_000, 1.0, Some(8)), T0)
+        .expect_err("future");
+    assert_eq!(err.reason(), "future_timestamp");
+    p.flush(T0);
+    let snap = p.snapshot(
+        &Viewport {
+            bbox: None,
+            res: Resolution::Ten,
+        },
+        T0,
+    );
+    assert_eq!(
+        snap.sensors[0].value,
+        Some(3.0),
+        "neither the old nor the future value won"
+    );
+}
+
+#[test]
+fn levels_have_hysteresis_and_alerts_fire_once_per_rise() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
+    // Hovering around 4.6: 4.61, 4.59, 4.62, 4.58 must not flap.
+    for (i, v) in [4.61, 4.59, 4.62, 4.58].iter().enumerate() {
+        p.apply(&obs("g1", T0 + i as i64 * 1000, *v, None), T0 + 10_000)
+            .expect("ok");
+    }
+    let d = p.flush(T0 + 10_000).expect("changed");
+    assert_eq!(d.sensors[0].level, 2);
+    assert_eq!(d.alerts.len(), 1, "one alert for the rise to level 2");
+    p.apply(&obs("g1", T0 + 5_000, 4.40, None), T0 + 10_000)
+        .expect("ok");
+    let d = p.flush(T0 + 10_000).expect("changed");
+    assert_eq!(d.sensors[0].level, 1, "clearly below 4.6 falls back");
+    assert!(d.alerts.is_empty());
+    let id = p.alerts.values().next().expect("alert").id.clone();
+    p.ack(&id).expect("known alert");
+    let d = p.flush(T0 + 10_000).expect("ack changes the picture");
+    assert!(d.alerts[0].acked);
+    assert!(p.ack("A999").is_err());
+}
+
+#[test]
+fn the_digest_depends_on_events_not_on_ticks_or_the_clock() {
+    let events = [
+        gauge_meta("g1", ST_PAULI),
+        obs("g1", T0, 5.0, Some(1)),
+        pos("u1", T0, WILHELMSBURG),
+        status("u1", T0 + 1, 4),
+        obs("g1", T0 + 2, 5.7, Some(2)),
+        env(Event::Incident(IncidentUpsert {
+            id: "i1".into(),
+            ts_ms: T0,
+            keyword: "FEU3".into(),
+            severity: 3,
+            geometry: serde_json::json!({"type":"Point","coordinates":[10.0,53.5]}),
+            title: None,
+        })),
+    ];
+    let mut a = Picture::new(PictureConfig::default());
+    for e in &events {
+        a.apply(e, T0 + 10).expect("ok");
+        a.flush(T0 + 10);
+    }
+    let mut b = Picture::new(PictureConfig::default());
+    for e in &events {
+        b.apply(e, T0 + 99_999).expect("ok");
+    }
+    b.flush(T0 + 9_999_999);
+    assert_ne!(a.seq(), b.seq());
+    assert_eq!(a.digest(), b.digest());
+    b.apply(
+        &env(Event::IncidentClosed(IncidentClosed { id: "i1".into() })),
+        T0,
+    )
+    .expect("ok");
+    b.flush(T0);
+    assert_ne!(a.digest(), b.digest());
+}
+
+#[test]
+fn freshness_changes_appear_in_deltas_without_new_events() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[pos("u1", T0, ST_PAULI)]);
+    let d = p.flush(T0).expect("changed");
+    assert_eq!(d.units[0].freshness, Some(Freshness::Fresh));
+    assert!(p.flush(T0 + 1_000).is_none());
+    let d = p.flush(T0 + 6 * 60_000).expect("aged");
+    assert_eq!(d.units[0].freshness, Some(Freshness::Aging));
+}
+
+#[test]
+fn a_view_filter_sends_what_is_inside_and_what_leaves() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(
+        &mut p,
+        &[pos("u1", T0, ST_PAULI), pos("u2", T0, (53.0, 8.0))],
+    );
+    p.flush(T0);
+    let bbox = Bbox::new(9.9, 53.5, 10.1, 53.6).expect("valid");
+    let vp = Viewport {
+        bbox: Some(bbox),
+        res: Resolution::Eight,
+    };
+    let snap = p.snapshot(&vp, T0);
+    assert_eq!(snap.units.len(), 1);
+    assert_eq!(snap.cells.len(), 1);
+    assert!(snap.cells.iter().all(|c| c.res == 8));
+    let mut f = ViewFilter::new(vp);
+    f.sent_snapshot(&snap.units, &snap.sensors);
+    p.apply(&pos("u1", T0 + 1, (52.0, 7.0)), T0 + 1)
+        .expect("ok");
+    p.apply(&pos("u2", T0 + 1, (52.1, 7.1)), T0 + 1)
+        .expect("ok");
+    let d = f.filter(&p.flush(T0 + 1).expect("changed"));
+    assert_eq!(
+        d.units.len(),
+        1,
+        "u1 leaves and is sent once; u2 was never inside"
+    );
+    assert_eq!(d.units[0].id, "u1");
+    assert_eq!(d.cells_removed.len(), 1, "its res-8 cell emptied");
+    p.apply(&pos("u1", T0 + 2, (52.0, 7.1)), T0 + 2)
+        .expect("ok");
+    let d = f.filter(&p.flush(T0 + 2).expect("changed"));
+    assert!(d.units.is_empty(), "no longer held by the client");
+}

@@ -1,0 +1,36 @@
+//! The RESCUE MATE domain model and fusion engine.
+//!
+//! This crate owns what the situation picture *is*: the events that change
+//! it ([`Event`]), the entities it keeps (sensors, units, incidents, alerts),
+//! the H3 cell aggregates they roll up into ([`CellAgg`]), and the engine
+//! ([`Picture`]) that applies events and emits one coalesced [`Delta`] per
+//! tick.
+//!
+//! It must stay pure: no I/O, no async runtime, no wall clock. Time is always
+//! an argument (`now_ms`), so the same events in the same order give the same
+//! picture and the same [`Picture::digest`], live, replayed or in a test.
+
+mod catalogue;
+mod cell;
+mod engine;
+mod event;
+mod freshness;
+mod view;
+mod viewport;
+
+pub use catalogue::{Catalogue, KindSpec};
+pub use cell::{CellAgg, KindAgg};
+pub use engine::{AckError, Outcome, Picture, PictureConfig, Refusal};
+pub use event::{
+    Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
+    UnitStatus,
+};
+pub use freshness::Freshness;
+pub use h3o::Resolution;
+pub use view::{
+    AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
+};
+pub use viewport::{Bbox, BboxError, ViewFilter, Viewport};
+
+/// Milliseconds since the Unix epoch (UTC). Every time in the picture uses it.
+pub type EpochMs = i64;

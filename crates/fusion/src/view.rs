@@ -1,0 +1,235 @@
+//! What leaves the engine: serialisable views of entities and cells, the
+//! per-tick [`Delta`] and the [`Snapshot`]. Field names here are the
+//! websocket and REST contract (DESIGN §5): change them only additively.
+
+use serde::{Serialize, Serializer};
+
+use crate::EpochMs;
+use crate::cell::CellAgg;
+use crate::freshness::Freshness;
+
+/// The operational meaning of a radio status, as far as the cell counts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusClass {
+    /// Status 1 (free on radio) and 2 (at station).
+    Available,
+    /// Status 3 (order accepted), 4 (on scene), 7 (patient aboard), 8 (at hospital).
+    OnMission,
+    /// Status 6 (out of service).
+    Unavailable,
+    /// No class-defining status reported yet.
+    Unknown,
+}
+
+impl StatusClass {
+    /// The class a radio status defines, or `None` for statuses that are
+    /// requests rather than states (0 emergency call, 5 speech request,
+    /// 9 other): those keep the unit's previous class.
+    pub fn of_status(status: u8) -> Option<StatusClass> {
+        match status {
+            1 | 2 => Some(StatusClass::Available),
+            3 | 4 | 7 | 8 => Some(StatusClass::OnMission),
+            6 => Some(StatusClass::Unavailable),
+            _ => None,
+        }
+    }
+}
+
+fn ser_cell<S: Serializer>(cell: &h3o::CellIndex, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(cell)
+}
+
+/// One cell at one resolution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellView {
+    /// H3 index, as the usual 15-hex-digit string.
+    #[serde(serialize_with = "ser_cell")]
+    pub h3: h3o::CellIndex,
+    /// Its resolution.
+    pub res: u8,
+    /// The aggregate.
+    #[serde(flatten)]
+    pub agg: CellAgg,
+}
+
+/// A sensor as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SensorView {
+    /// Sensor id.
+    pub id: String,
+    /// Kind, e.g. `water_level`.
+    pub kind: String,
+    /// Unit of the value.
+    pub unit: String,
+    /// Display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Position (None until known).
+    pub lat: Option<f64>,
+    /// Position (None until known).
+    pub lon: Option<f64>,
+    /// Last value.
+    pub value: Option<f64>,
+    /// Level 0–4 of the last value.
+    pub level: u8,
+    /// Event time of the last value.
+    pub ts_ms: Option<EpochMs>,
+    /// Freshness of the last value; absent in digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+/// A unit as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitView {
+    /// Unit id.
+    pub id: String,
+    /// Call sign (the id until meta arrives).
+    pub callsign: String,
+    /// Type, e.g. `HLF`.
+    #[serde(rename = "type")]
+    pub unit_type: String,
+    /// Organisation, e.g. `fire`.
+    pub org: String,
+    /// Crew strength.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strength: Option<u32>,
+    /// Position (None until known).
+    pub lat: Option<f64>,
+    /// Position (None until known).
+    pub lon: Option<f64>,
+    /// Heading, degrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heading: Option<f64>,
+    /// Speed, m/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Accuracy, metres.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Source of the position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Last radio status 0–9.
+    pub status: Option<u8>,
+    /// Event time of the last status.
+    pub status_ts_ms: Option<EpochMs>,
+    /// Class derived from the status.
+    pub status_class: StatusClass,
+    /// Newest event time (position or status).
+    pub ts_ms: Option<EpochMs>,
+    /// Freshness of the newest report; absent in digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+/// An incident as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IncidentView {
+    /// Incident id.
+    pub id: String,
+    /// Alarm keyword.
+    pub keyword: String,
+    /// Severity 0–4.
+    pub severity: u8,
+    /// Title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// GeoJSON geometry.
+    pub geometry: serde_json::Value,
+    /// Event time of the last update.
+    pub ts_ms: EpochMs,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    /// Stable id within the space, e.g. `A12`.
+    pub id: String,
+    /// What kind of alert, e.g. `threshold`.
+    pub kind: String,
+    /// The entity it is about.
+    pub entity: String,
+    /// The level reached.
+    pub level: u8,
+    /// A sentence for the operator.
+    pub message: String,
+    /// Event time that raised it.
+    pub ts_ms: EpochMs,
+    /// Whether an operator acknowledged it.
+    pub acked: bool,
+}
+
+/// Everything that changed during one tick. Items are full views (upserts);
+/// `*_removed` list ids that left the picture.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Delta {
+    /// Sequence number: one more than the previous delta's.
+    pub seq: u64,
+    /// Changed cells, at every served resolution.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<CellView>,
+    /// Cells that became empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cells_removed: Vec<String>,
+    /// Changed units.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<UnitView>,
+    /// Removed units.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units_removed: Vec<String>,
+    /// Changed sensors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensors: Vec<SensorView>,
+    /// Removed sensors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensors_removed: Vec<String>,
+    /// Opened or changed incidents.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<IncidentView>,
+    /// Closed incidents.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incidents_removed: Vec<String>,
+    /// New or changed (e.g. acknowledged) alerts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertView>,
+    /// Resolution of removed cells, for filtering (not serialised: the H3
+    /// string carries it).
+    #[serde(skip)]
+    pub(crate) cells_removed_idx: Vec<h3o::CellIndex>,
+}
+
+impl Delta {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+            && self.cells_removed.is_empty()
+            && self.units.is_empty()
+            && self.units_removed.is_empty()
+            && self.sensors.is_empty()
+            && self.sensors_removed.is_empty()
+            && self.incidents.is_empty()
+            && self.incidents_removed.is_empty()
+            && self.alerts.is_empty()
+    }
+}
+
+/// The picture (or the part of it inside a viewport) at one sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// The sequence number of the last delta included.
+    pub seq: u64,
+    /// Resolution of `cells`.
+    pub res: u8,
+    /// Cells at `res`.
+    pub cells: Vec<CellView>,
+    /// Units.
+    pub units: Vec<UnitView>,
+    /// Sensors.
+    pub sensors: Vec<SensorView>,
+    /// Incidents.
+    pub incidents: Vec<IncidentView>,
+    /// Alerts.
+    pub alerts: Vec<AlertView>,
+}
