@@ -15,6 +15,7 @@ mod cell;
 mod engine;
 mod event;
 mod freshness;
+pub mod space;
 mod view;
 mod viewport;
 

@@ -1,0 +1,194 @@
+//! The hub: the viewer's only way to the pictures.
+//!
+//! The viewer never owns a picture. Each space's picture lives in the owner
+//! task of the composition root, which broadcasts one [`Delta`] per tick and
+//! answers [`Request`]s. A broadcast channel is a bounded ring shared by all
+//! clients: a client that falls behind gets `Lagged`, never slows the owner,
+//! and resyncs with a fresh snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use fusion::{Delta, Snapshot, Viewport};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// One space as the viewer sees it.
+#[derive(Debug, Clone)]
+pub struct SpaceHandle {
+    /// `live` or `drill-<name>`.
+    pub name: String,
+    /// Shown as EXERCISE.
+    pub drill: bool,
+    /// The space's deltas.
+    pub deltas: broadcast::Sender<Arc<Delta>>,
+}
+
+/// A snapshot with the picture's digest.
+#[derive(Debug, Clone)]
+pub struct SnapshotReply {
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Hex SHA-256 of the picture's canonical content.
+    pub digest: String,
+}
+
+/// What the viewer asks the owner task.
+#[derive(Debug)]
+pub enum Request {
+    /// Open (create if new) a space.
+    Open {
+        /// The space (already validated).
+        space: String,
+        /// Gets the handle.
+        reply: oneshot::Sender<SpaceHandle>,
+    },
+    /// A snapshot of a viewport, consistent with the deltas' seq.
+    Snapshot {
+        /// The space.
+        space: String,
+        /// The viewport.
+        viewport: Viewport,
+        /// Gets the snapshot, or None when the space does not exist.
+        reply: oneshot::Sender<Option<SnapshotReply>>,
+    },
+    /// Acknowledge an alert.
+    Ack {
+        /// The space.
+        space: String,
+        /// Alert id.
+        alert: String,
+        /// Gets the outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Why the hub could not answer.
+#[derive(Debug, Error, PartialEq)]
+pub enum HubError {
+    /// Not `live` or `drill-<name>`.
+    #[error(
+        "invalid space {0:?}: must be \"live\" or \"drill-<name>\" with [a-z0-9-], at most 32 characters"
+    )]
+    InvalidSpace(String),
+    /// No such space (yet).
+    #[error("no space {0:?}")]
+    UnknownSpace(String),
+    /// The owner task is gone (shutting down).
+    #[error("the picture is shutting down")]
+    Closed,
+    /// The owner refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Space listing entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpaceInfo {
+    /// Name.
+    pub name: String,
+    /// Drill or live.
+    pub drill: bool,
+}
+
+/// The viewer's handle on all spaces.
+#[derive(Debug)]
+pub struct Hub {
+    requests: mpsc::Sender<Request>,
+    spaces: RwLock<BTreeMap<String, SpaceHandle>>,
+}
+
+impl Hub {
+    /// A hub sending requests to the owner task.
+    pub fn new(requests: mpsc::Sender<Request>) -> Arc<Hub> {
+        Arc::new(Hub {
+            requests,
+            spaces: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// Registers a space (called by the owner task when it creates one).
+    pub fn register(&self, handle: SpaceHandle) {
+        if let Ok(mut spaces) = self.spaces.write() {
+            spaces.insert(handle.name.clone(), handle);
+        }
+    }
+
+    /// The spaces that exist.
+    pub fn list(&self) -> Vec<SpaceInfo> {
+        self.spaces
+            .read()
+            .map(|s| {
+                s.values()
+                    .map(|h| SpaceInfo {
+                        name: h.name.clone(),
+                        drill: h.drill,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn get(&self, space: &str) -> Option<SpaceHandle> {
+        self.spaces.read().ok()?.get(space).cloned()
+    }
+
+    /// The handle of `space`, creating the space if it is new.
+    pub async fn open(&self, space: &str) -> Result<SpaceHandle, HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
+        if let Some(h) = self.get(space) {
+            return Ok(h);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Open {
+                space: space.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await.map_err(|_| HubError::Closed)
+    }
+
+    /// A snapshot of `viewport` in an existing `space`.
+    pub async fn snapshot(
+        &self,
+        space: &str,
+        viewport: Viewport,
+    ) -> Result<SnapshotReply, HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Snapshot {
+                space: space.to_owned(),
+                viewport,
+                reply,
+            })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await
+            .map_err(|_| HubError::Closed)?
+            .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+    }
+
+    /// Acknowledges an alert.
+    pub async fn ack(&self, space: &str, alert: &str) -> Result<(), HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Ack {
+                space: space.to_owned(),
+                alert: alert.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await
+            .map_err(|_| HubError::Closed)?
+            .map_err(HubError::Refused)
+    }
+}

@@ -1,0 +1,179 @@
+//! RESCUE MATE viewer: the HTTP and websocket server and the web map client
+//! it serves.
+//!
+//! It owns the websocket protocol and the REST API (DESIGN §5, §9) and the
+//! embedded web client ([`assets`]). It never owns or changes a picture: it
+//! reads deltas from the [`hub::Hub`] and asks the owner task for snapshots,
+//! so nothing a slow client does can slow the fusion core.
+
+pub mod assets;
+pub mod hub;
+pub mod message;
+pub mod viewport;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+
+use crate::hub::{Hub, HubError};
+use crate::message::SnapshotMsg;
+use crate::viewport::{parse_bbox_param, parse_viewport};
+
+/// Readiness probe: true once MQTT ingest is connected and subscribed.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The pictures.
+    pub hub: Arc<Hub>,
+    /// Renders `/metrics`; None when no recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// Readiness for `/healthz`.
+    pub ready: Readiness,
+}
+
+/// The HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/spaces", get(spaces))
+        .route("/api/v1/{space}/snapshot", get(snapshot))
+        .route("/ws", get(websocket))
+        .route("/", get(|| asset(Path(String::new()))))
+        .route("/{file}", get(asset))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// An error answered as `{"error": "..."}` with a status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        let status = match e {
+            HubError::InvalidSpace(_) | HubError::Refused(_) => StatusCode::BAD_REQUEST,
+            HubError::UnknownSpace(_) => StatusCode::NOT_FOUND,
+            HubError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    if (s.ready)() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: MQTT not connected\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    match &s.metrics {
+        Some(h) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n").into_response(),
+    }
+}
+
+async fn spaces(State(s): State<AppState>) -> Response {
+    axum::Json(s.hub.list()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotQuery {
+    res: Option<u8>,
+    bbox: Option<String>,
+    at: Option<String>,
+}
+
+async fn snapshot(
+    State(s): State<AppState>,
+    Path(space): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+) -> Result<Response, ApiError> {
+    if q.at.is_some() {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "at= (time travel) needs the event log, which this server does not keep yet".into(),
+        ));
+    }
+    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let bbox = q
+        .bbox
+        .as_deref()
+        .map(parse_bbox_param)
+        .transpose()
+        .map_err(bad)?;
+    let vp = parse_viewport(bbox, q.res).map_err(bad)?;
+    let reply = s.hub.snapshot(&space, vp).await?;
+    let body = SnapshotMsg {
+        kind: "snapshot",
+        space: &space,
+        drill: fusion::space::is_drill(&space),
+        snapshot: &reply.snapshot,
+        digest: &reply.digest,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    space: Option<String>,
+}
+
+async fn websocket(
+    State(s): State<AppState>,
+    Query(q): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let name = q.space.unwrap_or_else(|| fusion::space::LIVE.to_owned());
+    let space = s.hub.open(&name).await?;
+    let hub = s.hub.clone();
+    Ok(upgrade
+        .max_message_size(ws::MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| ws::serve(socket, hub, space)))
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match assets::get(&file) {
+        Some((bytes, mime)) => ([(header::CONTENT_TYPE, mime)], bytes).into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

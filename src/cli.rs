@@ -1,0 +1,233 @@
+//! Command line (DESIGN §9).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sensors_sim::SimOptions;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::server::{self, BrokerChoice};
+
+/// RESCUE MATE: a real-time disaster situation picture.
+#[derive(Debug, Parser)]
+#[command(name = "rescuemate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Embedded broker + storm-surge scenario + server; prints the URL to open.
+    Demo(DemoArgs),
+    /// The server: ingest, fusion, viewer.
+    Serve(ServeArgs),
+    /// Publishes a scenario to an MQTT broker.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, default_value = crate::config::DEFAULT_HTTP)]
+    http: SocketAddr,
+    /// Scenario-time compression of the simulated storm surge.
+    #[arg(long, default_value_t = 60.0)]
+    speed: f64,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file (TOML); see deploy/rescuemate.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides the config).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Run the embedded MQTT broker on this address (the default).
+    #[arg(long, conflicts_with = "mqtt")]
+    embedded_broker: Option<SocketAddr>,
+    /// Use an external broker instead: mqtt://[user:pass@]host[:port].
+    #[arg(long)]
+    mqtt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Broker: mqtt://[user:pass@]host[:port].
+    #[arg(long)]
+    mqtt: String,
+    /// Scenario to play.
+    #[arg(long, default_value = "storm-surge")]
+    scenario: String,
+    /// Space to publish into: live or drill-<name>.
+    #[arg(long, default_value = "live")]
+    space: String,
+    /// Scenario seconds per wall-clock second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Seed of the scenario's random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this long (e.g. 90s, 10m, 2h); default: run until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+}
+
+/// `90s`, `10m`, `2h`, `500ms`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Sends `true` on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
+        }
+        info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Runs a command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::Demo(a) => demo(a).await,
+        Command::Sim(a) => sim(a).await,
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let broker = match (a.mqtt, a.embedded_broker) {
+        (Some(url), _) => BrokerChoice::External(url),
+        (None, Some(addr)) => BrokerChoice::Embedded(addr),
+        (None, None) => match &config.mqtt.url {
+            Some(url) => BrokerChoice::External(url.clone()),
+            None => BrokerChoice::Embedded(config.mqtt.embedded),
+        },
+    };
+    let http = a.http.unwrap_or(config.http.listen);
+    let shutdown = shutdown_signal();
+    let running = server::start(&config, broker, http, shutdown).await?;
+    println!(
+        "RESCUE MATE serving http://{}/ (MQTT {})",
+        running.http, running.broker_url
+    );
+    let _ = std::io::stdout().flush();
+    running.done.await.context("server task panicked")?
+}
+
+async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let config = Config::default();
+    let shutdown = shutdown_signal();
+    // Any free port for the broker, so the demo runs beside a local Mosquitto.
+    let any_port: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = server::start(
+        &config,
+        BrokerChoice::Embedded(any_port),
+        a.http,
+        shutdown.clone(),
+    )
+    .await?;
+    let broker_url = running.broker_url.clone();
+    let opts = SimOptions {
+        speed: a.speed,
+        ..SimOptions::new("storm-surge")
+    };
+    opts.validate()?;
+    let mqtt = ingest::mqtt_options(&broker_url, "rescuemate-demo-sim")?;
+    let sim = tokio::spawn(sensors_sim::run(mqtt, opts, server::stopped(shutdown)));
+    println!(
+        "RESCUE MATE demo: open http://{}/  (storm surge St. Pauli, MQTT {broker_url}; Ctrl-C stops)",
+        running.http
+    );
+    let _ = std::io::stdout().flush();
+    let served = running.done.await.context("server task panicked")?;
+    match sim.await {
+        Ok(Ok(report)) => info!(published = report.published, "simulator stopped"),
+        Ok(Err(e)) => warn!(error = %e, "simulator failed"),
+        Err(e) => warn!(error = %e, "simulator task panicked"),
+    }
+    served
+}
+
+async fn sim(a: SimArgs) -> anyhow::Result<()> {
+    let opts = SimOptions {
+        scenario: a.scenario,
+        space: a.space,
+        speed: a.speed,
+        seed: a.seed,
+        duration: a.duration,
+        ..SimOptions::default()
+    };
+    opts.validate()?;
+    let mqtt = ingest::mqtt_options(&a.mqtt, &format!("rescuemate-sim-{}", std::process::id()))?;
+    let shutdown = shutdown_signal();
+    let report = sensors_sim::run(mqtt, opts, server::stopped(shutdown)).await?;
+    println!(
+        "published {} messages ({} acknowledged, {} dropped) over {:.0} scenario seconds",
+        report.published, report.acknowledged, report.dropped, report.scenario_seconds
+    );
+    if report.published == 0 {
+        bail!("nothing was published");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The configuration file (TOML). Every field has a named default, unknown
+//! fields are refused, and `deploy/rescuemate.toml` is a tested example.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fusion::{Catalogue, KindSpec, PictureConfig, Resolution};
+use serde::Deserialize;
+
+/// Default HTTP address (loopback: see protected mode in the README).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Default address of the embedded broker.
+pub const DEFAULT_EMBEDDED_BROKER: &str = "127.0.0.1:1883";
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// MQTT connection.
+    pub mqtt: MqttConfig,
+    /// Fusion engine.
+    pub fusion: FusionConfig,
+    /// Sensor kinds; replaces the built-in Hamburg catalogue when given.
+    pub kinds: Option<BTreeMap<String, KindSpec>>,
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Deltas buffered per space for slow websocket clients before they are
+    /// resynced with a snapshot.
+    pub ws_ring: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: parse_addr(DEFAULT_HTTP),
+            ws_ring: 256,
+        }
+    }
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// External broker, `mqtt://[user:pass@]host[:port]`. When unset, the
+    /// embedded broker runs.
+    pub url: Option<String>,
+    /// Listen address of the embedded broker.
+    pub embedded: SocketAddr,
+    /// Client id of the ingest session (persistent: keep it stable).
+    pub client_id: String,
+    /// Accepted events buffered between ingest and fusion.
+    pub queue: usize,
+    /// How far in the future an event time may be, milliseconds.
+    pub future_tolerance_ms: i64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            embedded: parse_addr(DEFAULT_EMBEDDED_BROKER),
+            client_id: "rescuemate-ingest".into(),
+            queue: 10_000,
+            future_tolerance_ms: 30_000,
+        }
+    }
+}
+
+/// `[fusion]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FusionConfig {
+    /// Delta interval, milliseconds.
+    pub tick_ms: u64,
+    /// Served H3 resolutions; the finest indexes entities.
+    pub resolutions: Vec<u8>,
+    /// Time-to-live of a unit's newest report, milliseconds.
+    pub unit_ttl_ms: i64,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 50,
+            resolutions: vec![10, 9, 8, 7, 6],
+            unit_ttl_ms: 5 * 60_000,
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    match s.parse() {
+        Ok(a) => a,
+        Err(_) => unreachable!("constant address {s} is valid"),
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.picture()?;
+        if config.fusion.tick_ms == 0 || config.fusion.tick_ms > 10_000 {
+            bail!("fusion.tick_ms must be 1..=10000");
+        }
+        if config.mqtt.queue == 0 {
+            bail!("mqtt.queue must be at least 1");
+        }
+        Ok(config)
+    }
+
+    /// The tick interval.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.fusion.tick_ms)
+    }
+
+    /// The engine settings.
+    pub fn picture(&self) -> anyhow::Result<PictureConfig> {
+        let mut resolutions = Vec::new();
+        for r in &self.fusion.resolutions {
+            resolutions.push(
+                Resolution::try_from(*r)
+                    .map_err(|_| anyhow::anyhow!("fusion.resolutions: {r} is not 0..=15"))?,
+            );
+        }
+        if resolutions.is_empty() {
+            bail!("fusion.resolutions must name at least one resolution");
+        }
+        Ok(PictureConfig {
+            resolutions,
+            future_tolerance_ms: self.mqtt.future_tolerance_ms,
+            unit_ttl_ms: self.fusion.unit_ttl_ms,
+            catalogue: self
+                .kinds
+                .clone()
+                .map_or_else(Catalogue::default, Catalogue::new),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let text = include_str!("../deploy/rescuemate.toml");
+        let c = Config::parse(text).expect("deploy/rescuemate.toml is valid");
+        assert_eq!(c.fusion.tick_ms, 50);
+        assert!(
+            c.kinds
+                .expect("the example lists kinds")
+                .contains_key("water_level")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(Config::parse("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n").is_err());
+        assert!(Config::parse("[fusion]\nresolutions = [16]\n").is_err());
+        assert!(Config::parse("[fusion]\ntick_ms = 0\n").is_err());
+        let c = Config::parse("").expect("empty is all defaults");
+        assert_eq!(c.http.listen.to_string(), DEFAULT_HTTP);
+    }
+}
