@@ -59,7 +59,7 @@ impl Proc {
     pub fn rescuemate(args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,rumqttd=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -3,6 +3,7 @@
 //! instead (`--mqtt`).
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,7 @@ impl EmbeddedBroker {
             .map_err(|source| BrokerError::Bind { addr, source })?;
 
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !answers_mqtt(addr) {
             if Instant::now() > deadline {
                 return Err(BrokerError::Timeout(addr));
             }
@@ -79,6 +80,27 @@ impl EmbeddedBroker {
     pub fn url(&self) -> String {
         format!("mqtt://{}", self.addr)
     }
+}
+
+/// Whether a broker at `addr` answers an MQTT 3.1.1 CONNECT with a CONNACK.
+/// A full handshake (rather than a bare TCP connect) proves the broker is
+/// serving, and leaves no "connection closed" error in its log.
+fn answers_mqtt(addr: SocketAddr) -> bool {
+    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 10 s,
+    // empty client id (allowed with a clean session).
+    const CONNECT: [u8; 14] = [0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10, 0, 0];
+    const DISCONNECT: [u8; 2] = [0xe0, 0];
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut connack = [0u8; 4];
+    let ok = stream.write_all(&CONNECT).is_ok()
+        && stream.read_exact(&mut connack).is_ok()
+        && connack[0] == 0x20
+        && connack[3] == 0;
+    let _ = stream.write_all(&DISCONNECT);
+    ok
 }
 
 fn config(addr: SocketAddr) -> Config {

@@ -1,0 +1,227 @@
+//! Browser smoke test of the web client against the real binary.
+//!
+//! Starts `rescuemate demo --http 127.0.0.1:0`, reads the URL it prints and
+//! runs `tests/browser/smoke.mjs` (Node.js + playwright-core driving Debian's
+//! headless Chromium): the page must go live, show cells, receive deltas and
+//! render; the screenshot lands in `target/browser-smoke.png`.
+//!
+//! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`
+//! (`npm ci` in `tests/browser`). Without them the test is skipped with a
+//! message, unless `RM_REQUIRE_BROWSER=1`, which turns a skip into a failure.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the demo may take to print its URL.
+const URL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the node script may run (its own waits add up to about a minute).
+const SMOKE_TIMEOUT: Duration = Duration::from_secs(150);
+/// Lines of the demo's stderr kept to explain a failure.
+const LOG_LINES: usize = 200;
+
+/// Kills and reaps a child process when dropped, also when a test panics.
+struct KillOnDrop {
+    child: Child,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What is missing to run the test here, if anything.
+fn missing_prerequisites(root: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).exists() {
+        missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .is_dir()
+    {
+        missing.push("tests/browser/node_modules (npm ci in tests/browser)".to_owned());
+    }
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        missing.push("node on PATH".to_owned());
+    }
+    missing
+}
+
+/// The last lines of a child's output, collected by a reader thread.
+type Lines = Arc<Mutex<VecDeque<String>>>;
+
+/// Keeps the last lines of a child's output for error messages.
+fn collect_lines(stream: impl Read + Send + 'static) -> (Lines, JoinHandle<()>) {
+    let lines = Arc::new(Mutex::new(VecDeque::new()));
+    let sink = Arc::clone(&lines);
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Ok(mut buf) = sink.lock() {
+                if buf.len() == LOG_LINES {
+                    buf.pop_front();
+                }
+                buf.push_back(line);
+            }
+        }
+    });
+    (lines, reader)
+}
+
+/// Waits a little for reader threads to reach the end of their pipes (a
+/// leftover grandchild could keep a pipe open, so never wait forever).
+fn settle(readers: &[JoinHandle<()>]) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && !readers.iter().all(JoinHandle::is_finished) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dump(lines: &Lines) -> String {
+    lines
+        .lock()
+        .map(|buf| buf.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+/// The first `http://…` token in a line.
+fn url_in(line: &str) -> Option<String> {
+    let start = line.find("http://")?;
+    let url = line[start..].split_whitespace().next()?;
+    Some(
+        url.trim_end_matches([',', ';', '.', ')', '"', '\''])
+            .to_owned(),
+    )
+}
+
+/// Waits for a child with a deadline; kills it when the deadline passes.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+#[test]
+fn web_client_goes_live_in_headless_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let required = std::env::var("RM_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let missing = missing_prerequisites(root);
+    if !missing.is_empty() {
+        let why = format!("browser test needs: {}", missing.join(", "));
+        assert!(!required, "{why} (RM_REQUIRE_BROWSER=1)");
+        eprintln!("skipping browser smoke test: {why}; set RM_REQUIRE_BROWSER=1 to make this fail");
+        return;
+    }
+
+    let mut demo = KillOnDrop {
+        child: Command::new(env!("CARGO_BIN_EXE_rescuemate"))
+            .args(["demo", "--http", "127.0.0.1:0"])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rescuemate demo"),
+    };
+    let (demo_log, _) = collect_lines(demo.child.stderr.take().expect("demo stderr"));
+
+    // Read stdout on a thread (and keep draining it) so the demo never
+    // blocks on a full pipe; hand the lines over until the URL shows up.
+    let stdout = demo.child.stdout.take().expect("demo stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + URL_TIMEOUT;
+    let mut seen = Vec::new();
+    let url = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = url_in(&line) {
+                    break url;
+                }
+                seen.push(line);
+            }
+            Err(err) => panic!(
+                "demo printed no http:// URL ({err:?}); exit: {:?}\nstdout:\n{}\nstderr:\n{}",
+                demo.child.try_wait(),
+                seen.join("\n"),
+                dump(&demo_log)
+            ),
+        }
+    };
+    eprintln!("demo serves {url}");
+
+    let mut smoke = Command::new("node")
+        .arg("tests/browser/smoke.mjs")
+        .arg(&url)
+        .arg("target/browser-smoke.png")
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node tests/browser/smoke.mjs");
+    let (smoke_out, out_reader) = collect_lines(smoke.stdout.take().expect("smoke stdout"));
+    let (smoke_err, err_reader) = collect_lines(smoke.stderr.take().expect("smoke stderr"));
+    let status = wait_with_deadline(&mut smoke, SMOKE_TIMEOUT);
+    settle(&[out_reader, err_reader]);
+    let out = dump(&smoke_out);
+    let err = dump(&smoke_err);
+
+    match status {
+        Some(s) if s.success() => {
+            eprintln!("{out}");
+            if !err.is_empty() {
+                eprintln!("{err}");
+            }
+        }
+        other => panic!(
+            "browser smoke test failed ({}):\nstdout:\n{out}\nstderr:\n{err}\ndemo stderr:\n{}",
+            other.map_or_else(
+                || format!("timed out after {SMOKE_TIMEOUT:?}"),
+                |s| s.to_string()
+            ),
+            dump(&demo_log)
+        ),
+    }
+    drop(demo);
+}
+
+#[test]
+fn url_is_found_in_the_demo_banner() {
+    assert_eq!(
+        url_in("RESCUE MATE demo: open http://127.0.0.1:43123/").as_deref(),
+        Some("http://127.0.0.1:43123/")
+    );
+    assert_eq!(
+        url_in("listening (http://[::1]:8080/).").as_deref(),
+        Some("http://[::1]:8080/")
+    );
+    assert_eq!(url_in("no url here"), None);
+}
