@@ -1,0 +1,187 @@
+//! RESCUE MATE scenario engine and MQTT publisher.
+//!
+//! A scenario is a deterministic model of a disaster: gauges, weather
+//! stations, flood gates, a shelter, emergency units driving between their
+//! stations and the sectors they are sent to, and incidents. It is driven by
+//! two clocks that are kept apart on purpose:
+//!
+//! - the **scenario clock** (seconds since the scenario began) decides what
+//!   happens: the tide, the surge, where a unit is, which radio status it has;
+//! - the **wall clock** (epoch milliseconds) stamps what is published, because
+//!   a server refuses event times from the future.
+//!
+//! [`Scenario::step`] is a pure function of the seed and the sequence of
+//! `(scenario time, wall time)` pairs it is called with: the same inputs give
+//! byte-identical messages. [`run`] is a thin loop around it that publishes to
+//! an MQTT broker using the native wire contract of [`ingest::wire`].
+
+mod geo;
+mod publish;
+mod rng;
+mod scenario;
+mod storm_surge;
+
+use std::time::Duration;
+
+pub use publish::run;
+pub use scenario::{Msg, Scenario};
+
+/// Names of the scenarios this crate can play.
+pub fn scenarios() -> &'static [&'static str] {
+    &[storm_surge::NAME]
+}
+
+/// How to play a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOptions {
+    /// Scenario name, one of [`scenarios`].
+    pub scenario: String,
+    /// Space to publish into: `live` or `drill-<name>`.
+    pub space: String,
+    /// Scenario-time compression: scenario seconds per wall-clock second.
+    pub speed: f64,
+    /// Seed of every random choice of the scenario.
+    pub seed: u64,
+    /// How long to publish (wall clock); `None` publishes until shut down.
+    pub duration: Option<Duration>,
+    /// Publish cadence (wall clock).
+    pub tick: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            scenario: storm_surge::NAME.to_owned(),
+            space: ingest::wire::LIVE_SPACE.to_owned(),
+            speed: 1.0,
+            seed: 0,
+            duration: None,
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+impl SimOptions {
+    /// Options for `scenario` with every other field at its default.
+    pub fn new(scenario: impl Into<String>) -> Self {
+        SimOptions {
+            scenario: scenario.into(),
+            ..SimOptions::default()
+        }
+    }
+
+    /// Checks the options without connecting anywhere.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !scenarios().contains(&self.scenario.as_str()) {
+            return Err(SimError::UnknownScenario(self.scenario.clone()));
+        }
+        validate_space(&self.space)?;
+        if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 1.0e6) {
+            return Err(SimError::InvalidOptions(format!(
+                "speed must be a positive finite number up to 1e6, got {}",
+                self.speed
+            )));
+        }
+        if self.tick.is_zero() {
+            return Err(SimError::InvalidOptions(
+                "tick must be longer than zero".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a finished [`run`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimReport {
+    /// Messages handed to the MQTT client.
+    pub published: u64,
+    /// Of those, how many the broker acknowledged (QoS 1).
+    pub acknowledged: u64,
+    /// Messages not handed over because the client's queue was full
+    /// (broker unreachable or too slow); the simulation does not wait for it.
+    pub dropped: u64,
+    /// Scenario steps taken.
+    pub ticks: u64,
+    /// Scenario time reached, in seconds.
+    pub scenario_seconds: f64,
+    /// Successful connections to the broker (more than one means reconnects).
+    pub connections: u64,
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// No scenario by that name.
+    #[error("unknown scenario {0:?} (known: {known})", known = scenarios().join(", "))]
+    UnknownScenario(String),
+    /// The space is not `live` or `drill-<name>` (at most 32 of `[a-z0-9-]`).
+    #[error("invalid space {0:?}: expected `live` or `drill-<name>`, at most 32 of [a-z0-9-]")]
+    InvalidSpace(String),
+    /// An option is out of range.
+    #[error("invalid option: {0}")]
+    InvalidOptions(String),
+    /// The MQTT client stopped accepting messages for good.
+    #[error("MQTT client failed: {0}")]
+    Mqtt(#[source] rumqttc::ClientError),
+}
+
+/// Checks a space name against the contract: `live` or `drill-<name>`,
+/// at most 32 characters of `[a-z0-9-]`.
+pub fn validate_space(space: &str) -> Result<(), SimError> {
+    if ingest::topic::valid_space(space) {
+        Ok(())
+    } else {
+        Err(SimError::InvalidSpace(space.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaces_follow_the_contract() {
+        for ok in ["live", "drill-a", "drill-storm-2026"] {
+            assert!(validate_space(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "LIVE",
+            "drill-",
+            "drill",
+            "other",
+            "drill_x",
+            "drill-ä",
+            "drill-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert!(validate_space(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(SimOptions::default().validate().is_ok());
+        let unknown = SimOptions::new("volcano").validate();
+        assert!(matches!(unknown, Err(SimError::UnknownScenario(ref n)) if n == "volcano"));
+        let msg = unknown.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("storm-surge"), "{msg}");
+        for speed in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let opts = SimOptions {
+                speed,
+                ..SimOptions::default()
+            };
+            assert!(matches!(opts.validate(), Err(SimError::InvalidOptions(_))));
+        }
+        let opts = SimOptions {
+            tick: Duration::ZERO,
+            ..SimOptions::default()
+        };
+        assert!(matches!(opts.validate(), Err(SimError::InvalidOptions(_))));
+        let opts = SimOptions {
+            space: "prod".into(),
+            ..SimOptions::default()
+        };
+        assert!(matches!(opts.validate(), Err(SimError::InvalidSpace(_))));
+    }
+}
