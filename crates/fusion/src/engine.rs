@@ -388,7 +388,17 @@ impl Picture {
         Ok(Outcome::Applied)
     }
 
+    /// Raises a threshold alert, unless one for this sensor at this level
+    /// or higher is still unacknowledged: a gusty value crossing back and
+    /// forth must not bury the operator in copies of the same alarm.
     fn raise_threshold_alert(&mut self, id: &str, s: &Sensor, ts_ms: EpochMs) {
+        let already_open = self
+            .alerts
+            .values()
+            .any(|a| !a.acked && a.kind == "threshold" && a.entity == id && a.level >= s.level);
+        if already_open {
+            return;
+        }
         let n = self.alerts.keys().next_back().map_or(1, |k| k + 1);
         let name = s.name.as_deref().unwrap_or(id);
         let value = s.value.map_or_else(String::new, |v| format!("{v}"));

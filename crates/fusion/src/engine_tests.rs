@@ -215,11 +215,24 @@ fn levels_have_hysteresis_and_alerts_fire_once_per_rise() {
     let d = p.flush(T0 + 10_000).expect("changed");
     assert_eq!(d.sensors[0].level, 1, "clearly below 4.6 falls back");
     assert!(d.alerts.is_empty());
+    p.apply(&obs("g1", T0 + 6_000, 4.70, None), T0 + 10_000)
+        .expect("ok");
+    let d = p.flush(T0 + 10_000).expect("changed");
+    assert_eq!(d.sensors[0].level, 2);
+    assert!(
+        d.alerts.is_empty(),
+        "the level-2 alert is still open: no copy"
+    );
     let id = p.alerts.values().next().expect("alert").id.clone();
     p.ack(&id).expect("known alert");
     let d = p.flush(T0 + 10_000).expect("ack changes the picture");
     assert!(d.alerts[0].acked);
     assert!(p.ack("A999").is_err());
+    p.apply(&obs("g1", T0 + 7_000, 5.70, None), T0 + 10_000)
+        .expect("ok");
+    let d = p.flush(T0 + 10_000).expect("changed");
+    assert_eq!(d.alerts.len(), 1, "a higher level is news");
+    assert_eq!(d.alerts[0].level, 3);
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! Build script of the viewer: builds the web client in `web/` (npm + node)
+//! and generates `$OUT_DIR/assets.rs`, a table of every file in `web/dist`
+//! embedded with `include_bytes!`, which `src/assets.rs` serves from.
+//!
+//! Steps: `npm ci` in `web/` when its `node_modules` is missing, then
+//! `node build.mjs` (writes `web/dist/`), then the table.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Inputs of the web build; a change to any of them re-runs this script.
+const WEB_INPUTS: &[&str] = &[
+    "index.html",
+    "app.js",
+    "style.css",
+    "build.mjs",
+    "package.json",
+    "package-lock.json",
+];
+
+/// Marker in the names of files that `build.mjs` is still writing.
+const TMP_MARK: &str = ".tmp-";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("error: building the web client failed: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?;
+    let out_dir = env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?;
+    let web = Path::new(&manifest_dir).join("..").join("..").join("web");
+    let web = web
+        .canonicalize()
+        .map_err(|e| format!("web client folder {} not found: {e}", web.display()))?;
+
+    for input in WEB_INPUTS {
+        println!("cargo:rerun-if-changed={}", web.join(input).display());
+    }
+
+    if !web
+        .join("node_modules")
+        .join(".package-lock.json")
+        .is_file()
+    {
+        let output = spawn(Command::new("npm").arg("ci").current_dir(&web), "npm")?;
+        check(&output, "npm ci", &web)?;
+    }
+
+    let output = spawn(
+        Command::new("node").arg("build.mjs").current_dir(&web),
+        "node",
+    )?;
+    check(&output, "node build.mjs", &web)?;
+
+    let table = asset_table(&web.join("dist"))?;
+    let target = PathBuf::from(out_dir).join("assets.rs");
+    write_if_changed(&target, &table)
+}
+
+/// Runs a command, turning "program not found" into a clear message.
+fn spawn(command: &mut Command, program: &str) -> Result<Output, String> {
+    command.output().map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            format!(
+                "`{program}` was not found on PATH; the viewer embeds a web client built with \
+                 Node.js and npm (install them, e.g. `apt-get install nodejs npm`)"
+            )
+        } else {
+            format!("could not start `{program}`: {e}")
+        }
+    })
+}
+
+/// Fails with the command's output when it did not succeed.
+fn check(output: &Output, what: &str, dir: &Path) -> Result<(), String> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "`{what}` in {} failed ({}):\n{}{}",
+        dir.display(),
+        output.status,
+        tail(&output.stdout),
+        tail(&output.stderr),
+    ))
+}
+
+/// The last lines of a command's output, enough to see why it failed.
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(40);
+    let mut out = String::new();
+    for line in &lines[start..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Content type served for a file name.
+fn mime_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match ext.to_ascii_lowercase().as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript",
+        "css" => "text/css",
+        "geojson" => "application/geo+json",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Rust source of the asset table: one entry per file, sorted by name.
+fn asset_table(dist: &Path) -> Result<String, String> {
+    let entries = fs::read_dir(dist).map_err(|e| format!("cannot read {}: {e}", dist.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dist.display()))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return Err(format!(
+                "{}: file name {:?} is not UTF-8",
+                dist.display(),
+                entry.file_name()
+            ));
+        };
+        if name.contains(TMP_MARK) || !entry.path().is_file() {
+            continue;
+        }
+        files.push((name, entry.path()));
+    }
+    files.sort();
+    if !files.iter().any(|(name, _)| name == "index.html") {
+        return Err(format!("{} holds no index.html", dist.display()));
+    }
+
+    let mut src = String::from(
+        "// Generated by crates/viewer/build.rs from web/dist. Do not edit.\n\n\
+         /// Every file of the web client: (path, content, content type), sorted by path.\n\
+         static ASSETS: &[(&str, &[u8], &str)] = &[\n",
+    );
+    for (name, path) in &files {
+        let path = path
+            .to_str()
+            .ok_or_else(|| format!("path {} is not UTF-8", path.display()))?;
+        // `{:?}` writes a correctly escaped Rust string literal.
+        let _ = writeln!(
+            src,
+            "    ({name:?}, include_bytes!({path:?}), {:?}),",
+            mime_type(name)
+        );
+    }
+    src.push_str("];\n");
+    Ok(src)
+}
+
+/// Writes `content` unless the file already holds it (keeps rebuilds quiet).
+fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+    if fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(());
+    }
+    fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
