@@ -12,13 +12,6 @@ const HAMBURG: [f64; 4] = [9.6, 53.3, 10.4, 53.8];
 const RESOLUTIONS: [u8; 5] = [6, 7, 8, 9, 10];
 const GAUGE: (f64, f64) = (53.545_6, 9.970_0);
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
-
 fn has_sensor(delta: &Value, id: &str, value: Option<f64>) -> bool {
     delta["sensors"].as_array().is_some_and(|s| {
         s.iter()
@@ -26,24 +19,9 @@ fn has_sensor(delta: &Value, id: &str, value: Option<f64>) -> bool {
     })
 }
 
-fn start_server() -> (Proc, std::net::SocketAddr, u16) {
-    let mqtt_port = free_port();
-    let broker = format!("127.0.0.1:{mqtt_port}");
-    let proc = Proc::rescuemate(&[
-        "serve",
-        "--embedded-broker",
-        &broker,
-        "--http",
-        "127.0.0.1:0",
-    ]);
-    let addr = proc.http_addr();
-    wait_healthy(addr);
-    (proc, addr, mqtt_port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_reaches_every_websocket_within_a_second_in_the_reference_cell() {
-    let (_proc, addr, mqtt_port) = start_server();
+    let (_proc, addr, mqtt_port) = start_server(&[]);
     let mut clients = Vec::new();
     for res in RESOLUTIONS {
         let (ws, snap) = ws_subscribe(addr, "live", HAMBURG, res).await;
@@ -149,7 +127,7 @@ async fn a_sensor_reaches_every_websocket_within_a_second_in_the_reference_cell(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_and_dead_lettered_and_the_server_keeps_working() {
-    let (mut proc, addr, mqtt_port) = start_server();
+    let (mut proc, addr, mqtt_port) = start_server(&[]);
     let (ws_client, snap) = ws_subscribe(addr, "live", HAMBURG, 8).await;
     let mut ws = ws_client;
     let (mqtt, mut incoming) = mqtt_client(mqtt_port, "e2e-garbage").await;
@@ -259,7 +237,7 @@ async fn garbage_is_counted_and_dead_lettered_and_the_server_keeps_working() {
 async fn a_client_message_that_is_wrong_gets_an_error_not_a_disconnect() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
-    let (_proc, addr, _) = start_server();
+    let (_proc, addr, _) = start_server(&[]);
     let (mut ws, _) = ws_subscribe(addr, "live", HAMBURG, 8).await;
     for bad in [
         r#"{"type":"subscribe","bbox":[1,2],"res":8}"#,

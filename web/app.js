@@ -15,7 +15,7 @@
 //   token=<token>       passed on to the websocket (`/ws?token=`) where the
 //                       server requires one
 //
-// Websocket protocol (see DESIGN.md, section 5): after connecting the page
+// Websocket protocol (DESIGN §5; summarised in README.md): after connecting the page
 // sends `subscribe` with its viewport; the server answers with a `snapshot`
 // and then pushes `delta`s with consecutive `seq` numbers. A gap in `seq`
 // makes the page ask for a fresh snapshot.

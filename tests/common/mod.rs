@@ -35,6 +35,14 @@ pub fn skip_unless(available: bool, what: &str) -> bool {
     true
 }
 
+/// Wall clock, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -89,6 +97,26 @@ impl Proc {
         }
         panic!("rescuemate did not print its URL within 30 s");
     }
+}
+
+/// Starts `rescuemate serve` with its embedded broker on a free port (plus
+/// `extra` arguments) and waits until it is healthy; returns the process,
+/// its HTTP address and the broker's port.
+pub fn start_server(extra: &[&str]) -> (Proc, SocketAddr, u16) {
+    let mqtt_port = free_port();
+    let broker = format!("127.0.0.1:{mqtt_port}");
+    let mut args = vec![
+        "serve",
+        "--embedded-broker",
+        &broker,
+        "--http",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::rescuemate(&args);
+    let addr = proc.http_addr();
+    wait_healthy(addr);
+    (proc, addr, mqtt_port)
 }
 
 /// GET `path` and return (status, body).
@@ -177,7 +205,13 @@ pub async fn ws_subscribe(addr: SocketAddr, space: &str, bbox: [f64; 4], res: u8
 }
 
 /// The next JSON message, or None after `timeout`.
-pub async fn ws_next(ws: &mut Ws, timeout: Duration) -> Option<Value> {
+pub async fn ws_next<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    timeout: Duration,
+) -> Option<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())

@@ -1,7 +1,7 @@
 //! The publisher against a real MQTT broker (rumqttd, in process).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::time::Duration;
 
 use ingest::wire::{
@@ -16,53 +16,12 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Starts a broker on a free loopback port, in its own thread for the rest
-/// of the test process.
+/// Starts the project's embedded broker on a free loopback port.
 fn start_broker() -> u16 {
-    let port = free_port();
-    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-    let server = rumqttd::ServerSettings {
-        name: "v4-test".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: rumqttd::ConnectionSettings {
-            connection_timeout_ms: 5_000,
-            max_payload_size: 64 * 1024,
-            max_inflight_count: 200,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    let config = rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 16,
-            max_outgoing_packet_count: 1_000,
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 4,
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: Default::default(),
-        },
-        v4: Some(HashMap::from([("v4-test".to_owned(), server)])),
-        ..Default::default()
-    };
-    std::thread::spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        if let Err(e) = broker.start() {
-            eprintln!("broker stopped: {e}");
-        }
-    });
-    // Wait until it accepts connections.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(listen).is_ok() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("broker did not start on {listen}");
+    ingest::EmbeddedBroker::start(([127, 0, 0, 1], 0).into())
+        .expect("embedded broker")
+        .addr()
+        .port()
 }
 
 fn options(id: &str, port: u16) -> MqttOptions {
