@@ -74,6 +74,7 @@ async fn a_sensor_reaches_every_websocket_within_a_second_in_the_reference_cell(
         .await
         .expect("the observation arrives");
         let elapsed = published.elapsed();
+        eprintln!("publish -> websocket delta (res {res}): {elapsed:?}");
         assert!(
             elapsed < Duration::from_secs(1),
             "res {res}: took {elapsed:?}"

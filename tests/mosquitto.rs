@@ -63,7 +63,7 @@ fn start_mosquitto(bin: &str, port: u16) -> Mosquitto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_works_against_mosquitto() {
     let Some(bin) = mosquitto_binary() else {
-        assert!(!skip_unless(false, "mosquitto"), "unreachable");
+        skip_unless(false, "mosquitto (apt-get install mosquitto)");
         return;
     };
     let port = free_port();
@@ -117,6 +117,10 @@ async fn the_pipeline_works_against_mosquitto() {
     })
     .await
     .expect("the observation arrives through Mosquitto");
+    eprintln!(
+        "publish -> websocket delta via Mosquitto: {:?}",
+        published.elapsed()
+    );
     assert!(
         published.elapsed() < Duration::from_secs(1),
         "{:?}",
