@@ -158,8 +158,7 @@ pub async fn mqtt_client(
 ) {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let (client, mut eventloop) = AsyncClient::new(opts, 100);
-    ingest::mqtt::low_latency(&mut eventloop);
+    let (client, eventloop) = AsyncClient::new(opts, 100);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(poll(eventloop, tx));
     (client, rx)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fusion::Envelope;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -62,15 +62,6 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
     }
-}
-
-/// Turns Nagle's algorithm off on the client's socket. With it on, a small
-/// packet waits for the peer's delayed ACK (tens of milliseconds on Linux):
-/// measured on loopback, it added about 65 ms from publish to websocket.
-pub fn low_latency(eventloop: &mut EventLoop) {
-    let mut net = eventloop.network_options();
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
 }
 
 /// Settings of the ingest loop.
@@ -132,7 +123,6 @@ pub async fn run(
     // kept by the broker for us.
     opts.set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    low_latency(&mut eventloop);
     let mut backoff = BACKOFF_MIN;
     tokio::pin!(shutdown);
     loop {

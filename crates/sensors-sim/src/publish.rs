@@ -60,8 +60,7 @@ pub async fn run(
         "simulation starting"
     );
 
-    let (client, mut eventloop) = AsyncClient::new(mqtt, QUEUE_CAPACITY);
-    ingest::mqtt::low_latency(&mut eventloop);
+    let (client, eventloop) = AsyncClient::new(mqtt, QUEUE_CAPACITY);
     let (link_tx, mut link_rx) = watch::channel(Link::default());
     let stopping = Arc::new(AtomicBool::new(false));
     let mut connection = tokio::spawn(drive_connection(eventloop, link_tx, Arc::clone(&stopping)));
