@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fusion::{Catalogue, KindSpec, PictureConfig, Resolution};
+use fusion::{Catalogue, KindSpec, PictureConfig, Resolution, StatusMeaning, StatusTable};
 use serde::Deserialize;
 
 /// Default HTTP address (loopback: see protected mode in the README).
@@ -27,6 +27,9 @@ pub struct Config {
     pub fusion: FusionConfig,
     /// Sensor kinds; replaces the built-in Hamburg catalogue when given.
     pub kinds: Option<BTreeMap<String, KindSpec>>,
+    /// Radio status meanings by status number ("0"–"9"); each entry
+    /// replaces the built-in (German FMS) meaning of that status.
+    pub status: BTreeMap<String, StatusMeaning>,
 }
 
 /// `[http]`.
@@ -88,6 +91,9 @@ pub struct FusionConfig {
     pub resolutions: Vec<u8>,
     /// Time-to-live of a unit's newest report, milliseconds.
     pub unit_ttl_ms: i64,
+    /// A unit in a status that expects reports, silent for longer than
+    /// this, is flagged, milliseconds.
+    pub silent_after_ms: i64,
 }
 
 impl Default for FusionConfig {
@@ -96,6 +102,7 @@ impl Default for FusionConfig {
             tick_ms: 50,
             resolutions: vec![10, 9, 8, 7, 6],
             unit_ttl_ms: 5 * 60_000,
+            silent_after_ms: 10 * 60_000,
         }
     }
 }
@@ -145,7 +152,18 @@ impl Config {
         if resolutions.is_empty() {
             bail!("fusion.resolutions must name at least one resolution");
         }
+        let mut status_table = StatusTable::default();
+        for (key, meaning) in &self.status {
+            let n: u8 = key
+                .parse()
+                .ok()
+                .filter(|n| *n <= 9)
+                .ok_or_else(|| anyhow::anyhow!("status.{key}: radio statuses are 0..=9"))?;
+            status_table.set(n, meaning.clone());
+        }
         Ok(PictureConfig {
+            status_table,
+            silent_after_ms: self.fusion.silent_after_ms,
             resolutions,
             future_tolerance_ms: self.mqtt.future_tolerance_ms,
             unit_ttl_ms: self.fusion.unit_ttl_ms,
@@ -178,6 +196,12 @@ mod tests {
         assert!(Config::parse("[http]\nlisten = \"127.0.0.1:1\"\nport = 3\n").is_err());
         assert!(Config::parse("[fusion]\nresolutions = [16]\n").is_err());
         assert!(Config::parse("[fusion]\ntick_ms = 0\n").is_err());
+        assert!(Config::parse("[status.10]\ntext = \"x\"\nclass = \"available\"\n").is_err());
+        let c = Config::parse("[status.5]\ntext = \"Speak\"\nclass = \"available\"\n")
+            .expect("a status override");
+        let table = c.picture().expect("picture").status_table;
+        assert_eq!(table.get(5).text, "Speak");
+        assert_eq!(table.get(4).text, "Am Einsatzort");
         let c = Config::parse("").expect("empty is all defaults");
         assert_eq!(c.http.listen.to_string(), DEFAULT_HTTP);
     }

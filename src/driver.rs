@@ -85,6 +85,11 @@ impl Driver {
             Ok(outcome) => {
                 let label = match outcome {
                     Outcome::Applied => "applied",
+                    Outcome::Gap(missed) => {
+                        metrics::counter!("rm_fusion_seq_gaps_total").increment(1);
+                        metrics::counter!("rm_fusion_seq_missed_total").increment(missed);
+                        "applied"
+                    }
                     Outcome::Duplicate => "duplicate",
                     Outcome::Outdated => "outdated",
                 };

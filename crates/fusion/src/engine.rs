@@ -6,7 +6,7 @@
 //! recomputes dirty finest cells from their members and rolls them up
 //! resolution by resolution, each parent being the merge of its children.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
 };
 use crate::freshness::Freshness;
+use crate::status::StatusTable;
 use crate::view::{
     AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
 };
@@ -33,6 +34,13 @@ const HYSTERESIS_FRACTION: f64 = 0.01;
 const HYSTERESIS_MIN: f64 = 0.01;
 /// Levels are 0–4.
 const MAX_LEVEL: u8 = 4;
+/// Observations kept per sensor for its trend: the last hour, thinned to
+/// at most one a minute.
+const TREND_WINDOW_MS: i64 = 3_600_000;
+const TREND_SPACING_MS: i64 = 60_000;
+/// A trend needs this many observations spread over this much time.
+const TREND_MIN_SAMPLES: usize = 3;
+const TREND_MIN_SPAN_MS: i64 = 5 * 60_000;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -45,6 +53,11 @@ pub struct PictureConfig {
     pub unit_ttl_ms: i64,
     /// Sensor kinds.
     pub catalogue: Catalogue,
+    /// Radio status meanings.
+    pub status_table: StatusTable,
+    /// A unit in a status that expects reports (3, 4, 7) silent for longer
+    /// than this is flagged.
+    pub silent_after_ms: i64,
 }
 
 impl Default for PictureConfig {
@@ -60,6 +73,8 @@ impl Default for PictureConfig {
             future_tolerance_ms: 30_000,
             unit_ttl_ms: 5 * 60_000,
             catalogue: Catalogue::default(),
+            status_table: StatusTable::default(),
+            silent_after_ms: 10 * 60_000,
         }
     }
 }
@@ -95,6 +110,8 @@ impl Refusal {
 pub enum Outcome {
     /// The picture changed (or will at the next flush).
     Applied,
+    /// Applied, and the source's `seq` skipped this many messages before it.
+    Gap(u64),
     /// Same source and sequence number, or same time and content: dropped.
     Duplicate,
     /// Older than the entity's state: kept out of it.
@@ -120,6 +137,54 @@ struct Sensor {
     level: u8,
     cell: Option<CellIndex>,
     shown: Option<Freshness>,
+    history: VecDeque<(EpochMs, f64)>,
+}
+
+impl Sensor {
+    /// Remembers an observation for the trend.
+    fn remember(&mut self, ts: EpochMs, value: f64) {
+        if self
+            .history
+            .back()
+            .is_some_and(|(t, _)| ts - t < TREND_SPACING_MS)
+        {
+            self.history.pop_back();
+        }
+        self.history.push_back((ts, value));
+        while self
+            .history
+            .front()
+            .is_some_and(|(t, _)| ts - t > TREND_WINDOW_MS)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    /// Least-squares slope of the last hour, per hour.
+    fn trend_per_h(&self) -> Option<f64> {
+        let n = self.history.len();
+        let (first, last) = (self.history.front()?, self.history.back()?);
+        if n < TREND_MIN_SAMPLES || last.0 - first.0 < TREND_MIN_SPAN_MS {
+            return None;
+        }
+        let t0 = first.0;
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "an hour of milliseconds and a few dozen samples"
+        )]
+        let (nf, pts): (f64, Vec<(f64, f64)>) = (
+            n as f64,
+            self.history
+                .iter()
+                .map(|(t, v)| ((t - t0) as f64 / 3_600_000.0, *v))
+                .collect(),
+        );
+        let mean_t = pts.iter().map(|p| p.0).sum::<f64>() / nf;
+        let mean_v = pts.iter().map(|p| p.1).sum::<f64>() / nf;
+        let cov: f64 = pts.iter().map(|(t, v)| (t - mean_t) * (v - mean_v)).sum();
+        let var: f64 = pts.iter().map(|(t, _)| (t - mean_t).powi(2)).sum();
+        (var > 0.0).then(|| cov / var)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +203,7 @@ struct Unit {
     status_ts_ms: Option<EpochMs>,
     class: StatusClass,
     cell: Option<CellIndex>,
-    shown: Option<Freshness>,
+    shown: Option<(Freshness, bool)>,
 }
 
 impl Unit {
@@ -368,11 +433,16 @@ impl Picture {
             }
             None => empty_sensor("unknown"),
         };
+        let missed = match (s.seq, o.seq) {
+            (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
+            _ => 0,
+        };
         let old_level = s.level;
         s.level = self.level_for(&s, o.value);
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
+        s.remember(o.ts_ms, o.value);
         let old_cell = s.cell;
         if let (Some(lat), Some(lon), Some(c)) = (o.lat, o.lon, new_cell) {
             s.pos = Some((lat, lon));
@@ -380,39 +450,64 @@ impl Picture {
         }
         let cell = s.cell;
         if s.level > old_level {
-            self.raise_threshold_alert(&o.id, &s, o.ts_ms);
+            let name = s.name.as_deref().unwrap_or(&o.id);
+            let message = format!(
+                "{name}: {} {} {} reached level {}",
+                s.kind, o.value, s.unit, s.level
+            );
+            self.raise("threshold", &o.id, None, s.level, message, o.ts_ms);
+        }
+        if missed > 0 {
+            let name = s.name.as_deref().unwrap_or(&o.id);
+            let message = format!(
+                "{name}: {missed} message(s) missing before seq {}",
+                o.seq.unwrap_or(0)
+            );
+            self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
         self.sensors.insert(o.id.clone(), s);
         self.relocate(Member::Sensor(o.id.clone()), old_cell, cell);
         self.pending.sensors.insert(o.id.clone());
-        Ok(Outcome::Applied)
+        Ok(if missed > 0 {
+            Outcome::Gap(missed)
+        } else {
+            Outcome::Applied
+        })
     }
 
-    /// Raises a threshold alert, unless one for this sensor at this level
-    /// or higher is still unacknowledged: a gusty value crossing back and
-    /// forth must not bury the operator in copies of the same alarm.
-    fn raise_threshold_alert(&mut self, id: &str, s: &Sensor, ts_ms: EpochMs) {
-        let already_open = self
-            .alerts
-            .values()
-            .any(|a| !a.acked && a.kind == "threshold" && a.entity == id && a.level >= s.level);
+    /// Raises an alert, unless one of the same kind about the same entity
+    /// (and related entity) at this level or higher is still
+    /// unacknowledged: a value crossing back and forth, or a unit wandering
+    /// in and out of an area, must not bury the operator in copies.
+    fn raise(
+        &mut self,
+        kind: &str,
+        entity: &str,
+        related: Option<&str>,
+        level: u8,
+        message: String,
+        ts_ms: EpochMs,
+    ) {
+        let already_open = self.alerts.values().any(|a| {
+            !a.acked
+                && a.kind == kind
+                && a.entity == entity
+                && a.related.as_deref() == related
+                && a.level >= level
+        });
         if already_open {
             return;
         }
         let n = self.alerts.keys().next_back().map_or(1, |k| k + 1);
-        let name = s.name.as_deref().unwrap_or(id);
-        let value = s.value.map_or_else(String::new, |v| format!("{v}"));
         self.alerts.insert(
             n,
             AlertView {
                 id: format!("A{n}"),
-                kind: "threshold".to_owned(),
-                entity: id.to_owned(),
-                level: s.level,
-                message: format!(
-                    "{name}: {} {value} {} reached level {}",
-                    s.kind, s.unit, s.level
-                ),
+                kind: kind.to_owned(),
+                entity: entity.to_owned(),
+                related: related.map(str::to_owned),
+                level,
+                message,
                 ts_ms,
                 acked: false,
             },
@@ -484,6 +579,7 @@ impl Picture {
     }
 
     fn unit_status(&mut self, s: &UnitStatus) -> Outcome {
+        let class = self.config.status_table.get(s.status).class;
         let u = self.unit_entry(&s.id);
         if let Some(t) = u.status_ts_ms {
             if s.ts_ms == t && u.status == Some(s.status) {
@@ -495,7 +591,7 @@ impl Picture {
         }
         u.status = Some(s.status);
         u.status_ts_ms = Some(s.ts_ms);
-        if let Some(class) = StatusClass::of_status(s.status) {
+        if let Some(class) = class {
             u.class = class;
         }
         let cell = u.cell;
@@ -595,7 +691,7 @@ impl Picture {
         let unit_ttl = self.config.unit_ttl_ms;
         for (id, u) in &self.units {
             let f = Freshness::classify(u.newest_ms(), unit_ttl, now_ms);
-            if u.shown != Some(f) {
+            if u.shown != Some((f, self.is_silent(u, now_ms))) {
                 self.pending.units.insert(id.clone());
             }
         }
@@ -646,7 +742,7 @@ impl Picture {
             match self.unit_view(&id, Some(now_ms)) {
                 Some(v) => {
                     if let Some(u) = self.units.get_mut(&id) {
-                        u.shown = v.freshness;
+                        u.shown = v.freshness.zip(v.silent);
                     }
                     delta.units.push(v);
                 }
@@ -679,6 +775,14 @@ impl Picture {
         Some(delta)
     }
 
+    /// In a status that expects reports, and silent for too long.
+    fn is_silent(&self, u: &Unit, now_ms: EpochMs) -> bool {
+        u.status
+            .is_some_and(|s| self.config.status_table.get(s).expects_reports)
+            && u.newest_ms()
+                .is_some_and(|t| now_ms - t > self.config.silent_after_ms)
+    }
+
     fn unit_view(&self, id: &str, now_ms: Option<EpochMs>) -> Option<UnitView> {
         let u = self.units.get(id)?;
         Some(UnitView {
@@ -694,11 +798,15 @@ impl Picture {
             accuracy: u.accuracy,
             source: u.source.clone(),
             status: u.status,
+            status_text: u
+                .status
+                .map(|s| self.config.status_table.get(s).text.clone()),
             status_ts_ms: u.status_ts_ms,
             status_class: u.class,
             ts_ms: u.newest_ms(),
             freshness: now_ms
                 .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
+            silent: now_ms.map(|now| self.is_silent(u, now)),
         })
     }
 
@@ -712,6 +820,7 @@ impl Picture {
             lat: s.pos.map(|p| p.0),
             lon: s.pos.map(|p| p.1),
             value: s.value,
+            trend_per_h: s.trend_per_h(),
             level: s.level,
             ts_ms: s.ts_ms,
             freshness: now_ms.map(|now| {
@@ -827,6 +936,7 @@ fn empty_sensor(kind: &str) -> Sensor {
         level: 0,
         cell: None,
         shown: None,
+        history: VecDeque::new(),
     }
 }
 

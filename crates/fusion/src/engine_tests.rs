@@ -320,3 +320,96 @@ fn a_view_filter_sends_what_is_inside_and_what_leaves() {
     let d = f.filter(&p.flush(T0 + 2).expect("changed"));
     assert!(d.units.is_empty(), "no longer held by the client");
 }
+
+#[test]
+fn trends_come_from_the_last_hour_of_observations() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
+    // Rising 0.6 m per hour, one observation every 2 minutes for 40 minutes.
+    for i in 0..=20 {
+        let ts = T0 + i * 120_000;
+        let v = 3.0 + 0.6 * (i as f64 * 120_000.0 / 3_600_000.0);
+        p.apply(&obs("g1", ts, v, None), ts).expect("ok");
+    }
+    let now = T0 + 40 * 60_000;
+    p.flush(now);
+    let snap = p.snapshot(
+        &Viewport {
+            bbox: None,
+            res: Resolution::Ten,
+        },
+        now,
+    );
+    let trend = snap.sensors[0].trend_per_h.expect("a trend");
+    assert!((trend - 0.6).abs() < 1e-9, "{trend}");
+    // Too few observations: no trend rather than a made-up one.
+    apply_all(
+        &mut p,
+        &[gauge_meta("g2", WILHELMSBURG), obs("g2", T0, 3.0, None)],
+    );
+    p.flush(now);
+    let snap = p.snapshot(
+        &Viewport {
+            bbox: None,
+            res: Resolution::Ten,
+        },
+        now,
+    );
+    assert_eq!(snap.sensors[1].trend_per_h, None);
+}
+
+#[test]
+fn a_gap_in_a_sources_seq_raises_an_alert_and_is_reported() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
+    assert_eq!(
+        p.apply(&obs("g1", T0, 1.0, Some(10)), T0),
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(
+        p.apply(&obs("g1", T0 + 1, 1.0, Some(11)), T0),
+        Ok(Outcome::Applied)
+    );
+    assert_eq!(
+        p.apply(&obs("g1", T0 + 2, 1.0, Some(15)), T0),
+        Ok(Outcome::Gap(3))
+    );
+    let d = p.flush(T0).expect("changed");
+    assert_eq!(d.alerts.len(), 1);
+    assert_eq!(d.alerts[0].kind, "seq_gap");
+    assert!(
+        d.alerts[0].message.contains("3 message(s) missing"),
+        "{}",
+        d.alerts[0].message
+    );
+    // A restarted source counting from 1 again is not a gap.
+    assert_eq!(
+        p.apply(&obs("g1", T0 + 3, 1.0, Some(1)), T0),
+        Ok(Outcome::Applied)
+    );
+}
+
+#[test]
+fn status_meanings_come_from_the_table_and_silence_is_flagged() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[pos("u1", T0, ST_PAULI), status("u1", T0, 4)]);
+    let d = p.flush(T0).expect("changed");
+    assert_eq!(d.units[0].status_text.as_deref(), Some("Am Einsatzort"));
+    assert_eq!(d.units[0].silent, Some(false));
+    // 5 (speech request) keeps the class of 4.
+    p.apply(&status("u1", T0 + 1, 5), T0 + 1).expect("ok");
+    let d = p.flush(T0 + 1).expect("changed");
+    assert_eq!(d.units[0].status_class, StatusClass::OnMission);
+    // Ten minutes and a bit of silence on scene: flagged without any event.
+    let later = T0 + 11 * 60_000;
+    let d = p.flush(later).expect("silence is news");
+    assert_eq!(
+        d.units[0].silent,
+        Some(false),
+        "status 5 expects no reports"
+    );
+    p.apply(&status("u1", later, 3), later).expect("ok");
+    p.flush(later);
+    let d = p.flush(later + 11 * 60_000).expect("silent en route");
+    assert_eq!(d.units[0].silent, Some(true));
+}

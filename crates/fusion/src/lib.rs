@@ -16,6 +16,7 @@ mod engine;
 mod event;
 mod freshness;
 pub mod space;
+mod status;
 mod view;
 mod viewport;
 
@@ -28,6 +29,7 @@ pub use event::{
 };
 pub use freshness::Freshness;
 pub use h3o::Resolution;
+pub use status::{StatusMeaning, StatusTable};
 pub use view::{
     AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
 };

@@ -9,7 +9,7 @@ use crate::cell::CellAgg;
 use crate::freshness::Freshness;
 
 /// The operational meaning of a radio status, as far as the cell counts go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusClass {
     /// Status 1 (free on radio) and 2 (at station).
@@ -20,20 +20,6 @@ pub enum StatusClass {
     Unavailable,
     /// No class-defining status reported yet.
     Unknown,
-}
-
-impl StatusClass {
-    /// The class a radio status defines, or `None` for statuses that are
-    /// requests rather than states (0 emergency call, 5 speech request,
-    /// 9 other): those keep the unit's previous class.
-    pub fn of_status(status: u8) -> Option<StatusClass> {
-        match status {
-            1 | 2 => Some(StatusClass::Available),
-            3 | 4 | 7 | 8 => Some(StatusClass::OnMission),
-            6 => Some(StatusClass::Unavailable),
-            _ => None,
-        }
-    }
 }
 
 fn ser_cell<S: Serializer>(cell: &h3o::CellIndex, s: S) -> Result<S::Ok, S::Error> {
@@ -71,6 +57,10 @@ pub struct SensorView {
     pub lon: Option<f64>,
     /// Last value.
     pub value: Option<f64>,
+    /// Change per hour over the last hour (least squares), when there are
+    /// enough observations spread over enough time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend_per_h: Option<f64>,
     /// Level 0–4 of the last value.
     pub level: u8,
     /// Event time of the last value.
@@ -113,6 +103,9 @@ pub struct UnitView {
     pub source: Option<String>,
     /// Last radio status 0–9.
     pub status: Option<u8>,
+    /// What the status means (from the region's status table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
     /// Event time of the last status.
     pub status_ts_ms: Option<EpochMs>,
     /// Class derived from the status.
@@ -122,6 +115,10 @@ pub struct UnitView {
     /// Freshness of the newest report; absent in digests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<Freshness>,
+    /// In a status that expects reports (3, 4, 7) but silent for longer
+    /// than allowed; absent in digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent: Option<bool>,
 }
 
 /// An incident as shown.
@@ -151,6 +148,9 @@ pub struct AlertView {
     pub kind: String,
     /// The entity it is about.
     pub entity: String,
+    /// A second entity it relates to (an incident or area), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub related: Option<String>,
     /// The level reached.
     pub level: u8,
     /// A sentence for the operator.
