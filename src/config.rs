@@ -94,6 +94,9 @@ pub struct FusionConfig {
     /// A unit in a status that expects reports, silent for longer than
     /// this, is flagged, milliseconds.
     pub silent_after_ms: i64,
+    /// Most finest-resolution cells one incident area may cover; larger
+    /// areas are refused with a reason.
+    pub max_incident_cells: usize,
 }
 
 impl Default for FusionConfig {
@@ -103,6 +106,7 @@ impl Default for FusionConfig {
             resolutions: vec![10, 9, 8, 7, 6],
             unit_ttl_ms: 5 * 60_000,
             silent_after_ms: 10 * 60_000,
+            max_incident_cells: 200_000,
         }
     }
 }
@@ -164,6 +168,7 @@ impl Config {
         Ok(PictureConfig {
             status_table,
             silent_after_ms: self.fusion.silent_after_ms,
+            max_incident_cells: self.fusion.max_incident_cells,
             resolutions,
             future_tolerance_ms: self.mqtt.future_tolerance_ms,
             unit_ttl_ms: self.fusion.unit_ttl_ms,

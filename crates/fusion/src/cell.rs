@@ -53,7 +53,10 @@ pub struct CellAgg {
     pub kinds: BTreeMap<String, KindAgg>,
     /// Highest sensor level.
     pub max_level: u8,
-    /// Hazard level 0–4: the maximum over sensor levels (and, later, covering incidents).
+    /// Incidents whose area covers the cell.
+    pub incidents: u32,
+    /// Hazard level 0–4: the maximum over sensor levels and the severities
+    /// of covering incidents.
     pub hazard: u8,
     /// Newest event time of anything inside.
     pub newest_ms: Option<EpochMs>,
@@ -65,6 +68,14 @@ impl CellAgg {
         self.units_available + self.units_on_mission + self.units_unavailable + self.units_unknown
             == 0
             && self.sensors == 0
+            && self.incidents == 0
+    }
+
+    /// Adds one covering incident.
+    pub(crate) fn add_incident(&mut self, severity: u8, ts: Option<EpochMs>) {
+        self.incidents += 1;
+        self.hazard = self.hazard.max(severity.min(4));
+        self.touch(ts);
     }
 
     /// Adds one unit.
@@ -127,6 +138,7 @@ impl CellAgg {
                 }
             }
         }
+        self.incidents += other.incidents;
         self.max_level = self.max_level.max(other.max_level);
         self.hazard = self.hazard.max(other.hazard);
         self.touch(other.newest_ms);
@@ -143,6 +155,9 @@ mod tests {
         a.add_sensor("water_level", seed % 4, Some(f64::from(seed)), Some(10));
         if seed % 2 == 0 {
             a.add_unit(StatusClass::OnMission, "RTW", None);
+        }
+        if seed == 3 {
+            a.add_incident(4, Some(5));
         }
         a
     }
@@ -166,7 +181,9 @@ mod tests {
         assert_eq!(ab_c.units_on_mission, 1);
         assert_eq!(ab_c.kinds["water_level"].n, 3);
         assert_eq!(ab_c.kinds["water_level"].max_value, Some(3.0));
-        assert_eq!(ab_c.hazard, 3);
+        assert_eq!(ab_c.hazard, 4, "the incident's severity");
+        assert_eq!(ab_c.max_level, 3, "sensor levels alone");
+        assert_eq!(ab_c.incidents, 1);
     }
 
     #[test]

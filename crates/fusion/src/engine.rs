@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::EpochMs;
 use crate::catalogue::Catalogue;
 use crate::cell::CellAgg;
+use crate::coverage::{CoverError, cover};
 use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
 };
@@ -55,6 +56,8 @@ pub struct PictureConfig {
     pub catalogue: Catalogue,
     /// Radio status meanings.
     pub status_table: StatusTable,
+    /// Most finest-resolution cells one incident area may cover.
+    pub max_incident_cells: usize,
     /// A unit in a status that expects reports (3, 4, 7) silent for longer
     /// than this is flagged.
     pub silent_after_ms: i64,
@@ -74,6 +77,7 @@ impl Default for PictureConfig {
             unit_ttl_ms: 5 * 60_000,
             catalogue: Catalogue::default(),
             status_table: StatusTable::default(),
+            max_incident_cells: 200_000,
             silent_after_ms: 10 * 60_000,
         }
     }
@@ -93,6 +97,9 @@ pub enum Refusal {
     /// The position cannot be indexed.
     #[error("position cannot be indexed on H3: {0}")]
     BadPosition(String),
+    /// An incident's area cannot be covered with cells.
+    #[error("{0}")]
+    Area(#[from] CoverError),
 }
 
 impl Refusal {
@@ -101,6 +108,8 @@ impl Refusal {
         match self {
             Refusal::FromTheFuture { .. } => "future_timestamp",
             Refusal::BadPosition(_) => "bad_position",
+            Refusal::Area(CoverError::TooLarge { .. }) => "incident_area_too_large",
+            Refusal::Area(CoverError::Geometry(_)) => "bad_geometry",
         }
     }
 }
@@ -122,6 +131,14 @@ pub enum Outcome {
 enum Member {
     Unit(String),
     Sensor(String),
+    Incident(String),
+}
+
+#[derive(Debug, Clone)]
+struct Incident {
+    view: IncidentView,
+    /// Finest-resolution cells the area covers, sorted.
+    cells: Vec<CellIndex>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,7 +257,7 @@ pub struct Picture {
     seq: u64,
     sensors: BTreeMap<String, Sensor>,
     units: BTreeMap<String, Unit>,
-    incidents: BTreeMap<String, IncidentView>,
+    incidents: BTreeMap<String, Incident>,
     alerts: BTreeMap<u64, AlertView>,
     members: HashMap<CellIndex, BTreeSet<Member>>,
     cells: HashMap<CellIndex, CellAgg>,
@@ -316,12 +333,14 @@ impl Picture {
             Event::UnitMeta(m) => Ok(self.unit_meta(m)),
             Event::UnitPos(p) => self.unit_pos(p),
             Event::UnitStatus(s) => Ok(self.unit_status(s)),
-            Event::Incident(i) => Ok(self.incident(i)),
-            Event::IncidentClosed(c) => Ok(if self.incidents.remove(&c.id).is_some() {
-                self.pending.incidents.insert(c.id.clone());
-                Outcome::Applied
-            } else {
-                Outcome::Duplicate
+            Event::Incident(i) => self.incident(i),
+            Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
+                Some(old) => {
+                    self.recover(&c.id, &old.cells, &[]);
+                    self.pending.incidents.insert(c.id.clone());
+                    Outcome::Applied
+                }
+                None => Outcome::Duplicate,
             }),
         }
     }
@@ -573,8 +592,30 @@ impl Picture {
         u.accuracy = p.accuracy;
         u.source = p.source.clone();
         u.cell = Some(cell);
+        let callsign = u.callsign.clone().unwrap_or_else(|| p.id.clone());
         self.relocate(Member::Unit(p.id.clone()), old_cell, Some(cell));
         self.pending.units.insert(p.id.clone());
+        if old_cell != Some(cell) {
+            let before = self.incidents_at(old_cell);
+            for inc in self.incidents_at(Some(cell)) {
+                if before.contains(&inc) {
+                    continue;
+                }
+                let Some(view) = self.incidents.get(&inc).map(|i| i.view.clone()) else {
+                    continue;
+                };
+                let what = view.title.as_deref().unwrap_or(&view.keyword);
+                let message = format!("{callsign} entered the area of {} {what}", view.keyword);
+                self.raise(
+                    "unit_in_incident_area",
+                    &p.id,
+                    Some(&inc),
+                    1,
+                    message,
+                    p.ts_ms,
+                );
+            }
+        }
         Ok(Outcome::Applied)
     }
 
@@ -600,33 +641,84 @@ impl Picture {
         Outcome::Applied
     }
 
-    fn incident(&mut self, i: &IncidentUpsert) -> Outcome {
+    fn incident(&mut self, i: &IncidentUpsert) -> Result<Outcome, Refusal> {
         if let Some(old) = self.incidents.get(&i.id) {
-            if i.ts_ms == old.ts_ms
-                && old.keyword == i.keyword
-                && old.severity == i.severity
-                && old.geometry == i.geometry
-                && old.title == i.title
+            let v = &old.view;
+            if i.ts_ms == v.ts_ms
+                && v.keyword == i.keyword
+                && v.severity == i.severity
+                && v.geometry == i.geometry
+                && v.title == i.title
             {
-                return Outcome::Duplicate;
+                return Ok(Outcome::Duplicate);
             }
-            if i.ts_ms <= old.ts_ms {
-                return Outcome::Outdated;
+            if i.ts_ms <= v.ts_ms {
+                return Ok(Outcome::Outdated);
             }
         }
+        let cells = match self.incidents.get(&i.id) {
+            Some(old) if old.view.geometry == i.geometry => old.cells.clone(),
+            _ => cover(
+                &i.geometry,
+                self.resolutions[0],
+                self.config.max_incident_cells,
+            )?,
+        };
+        let old_cells = self
+            .incidents
+            .get(&i.id)
+            .map(|o| o.cells.clone())
+            .unwrap_or_default();
+        self.recover(&i.id, &old_cells, &cells);
         self.incidents.insert(
             i.id.clone(),
-            IncidentView {
-                id: i.id.clone(),
-                keyword: i.keyword.clone(),
-                severity: i.severity.min(MAX_LEVEL),
-                title: i.title.clone(),
-                geometry: i.geometry.clone(),
-                ts_ms: i.ts_ms,
+            Incident {
+                view: IncidentView {
+                    id: i.id.clone(),
+                    keyword: i.keyword.clone(),
+                    severity: i.severity.min(MAX_LEVEL),
+                    title: i.title.clone(),
+                    geometry: i.geometry.clone(),
+                    ts_ms: i.ts_ms,
+                },
+                cells,
             },
         );
         self.pending.incidents.insert(i.id.clone());
-        Outcome::Applied
+        Ok(Outcome::Applied)
+    }
+
+    /// Moves an incident's cell memberships from `old` to `new` (both
+    /// sorted) and marks every touched cell dirty: severity or keyword may
+    /// have changed even where the area did not.
+    fn recover(&mut self, id: &str, old: &[CellIndex], new: &[CellIndex]) {
+        let member = Member::Incident(id.to_owned());
+        for c in old {
+            if new.binary_search(c).is_err() {
+                if let Some(set) = self.members.get_mut(c) {
+                    set.remove(&member);
+                    if set.is_empty() {
+                        self.members.remove(c);
+                    }
+                }
+            }
+        }
+        for c in new {
+            self.members.entry(*c).or_default().insert(member.clone());
+        }
+        self.pending.cells.extend(old.iter().chain(new));
+    }
+
+    /// Incidents whose area covers `cell`.
+    fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<String> {
+        cell.and_then(|c| self.members.get(&c))
+            .into_iter()
+            .flatten()
+            .filter_map(|m| match m {
+                Member::Incident(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Marks an alert acknowledged.
@@ -655,6 +747,11 @@ impl Picture {
                 Member::Sensor(id) => {
                     if let Some(s) = self.sensors.get(id) {
                         agg.add_sensor(&s.kind, s.level, s.value, s.ts_ms);
+                    }
+                }
+                Member::Incident(id) => {
+                    if let Some(i) = self.incidents.get(id) {
+                        agg.add_incident(i.view.severity, Some(i.view.ts_ms));
                     }
                 }
             }
@@ -762,7 +859,7 @@ impl Picture {
         }
         for id in pending.incidents {
             match self.incidents.get(&id) {
-                Some(v) => delta.incidents.push(v.clone()),
+                Some(i) => delta.incidents.push(i.view.clone()),
                 None => delta.incidents_removed.push(id),
             }
         }
@@ -859,7 +956,7 @@ impl Picture {
                 .filter_map(|id| self.sensor_view(id, Some(now_ms)))
                 .filter(|s| viewport.contains_point(s.lat, s.lon))
                 .collect(),
-            incidents: self.incidents.values().cloned().collect(),
+            incidents: self.incidents.values().map(|i| i.view.clone()).collect(),
             alerts: self.alerts.values().cloned().collect(),
         }
     }
@@ -899,7 +996,7 @@ impl Picture {
                 .keys()
                 .filter_map(|id| self.unit_view(id, None))
                 .collect(),
-            incidents: self.incidents.values().collect(),
+            incidents: self.incidents.values().map(|i| &i.view).collect(),
             cells,
             alerts: self.alerts.values().collect(),
         };

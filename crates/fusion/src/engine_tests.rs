@@ -413,3 +413,95 @@ fn status_meanings_come_from_the_table_and_silence_is_flagged() {
     let d = p.flush(later + 11 * 60_000).expect("silent en route");
     assert_eq!(d.units[0].silent, Some(true));
 }
+
+fn incident(id: &str, ts_ms: EpochMs, severity: u8, geometry: serde_json::Value) -> Envelope {
+    env(Event::Incident(IncidentUpsert {
+        id: id.into(),
+        ts_ms,
+        keyword: "THL".into(),
+        severity,
+        geometry,
+        title: Some("Deichsicherung".into()),
+    }))
+}
+
+fn dike_area() -> serde_json::Value {
+    serde_json::json!({"type":"Polygon","coordinates":[[
+        [9.995,53.495],[10.015,53.495],[10.015,53.505],[9.995,53.505],[9.995,53.495]]]})
+}
+
+#[test]
+fn incidents_raise_the_hazard_of_the_cells_they_cover() {
+    let mut p = Picture::new(PictureConfig::default());
+    p.apply(&incident("i1", T0, 3, dike_area()), T0)
+        .expect("covered");
+    let d = p.flush(T0).expect("changed");
+    let fine: Vec<_> = d.cells.iter().filter(|c| c.res == 10).collect();
+    assert!(fine.len() > 50, "{} cells", fine.len());
+    assert!(
+        fine.iter()
+            .all(|c| c.agg.hazard == 3 && c.agg.incidents == 1)
+    );
+    let coarse = d.cells.iter().filter(|c| c.res == 6).collect::<Vec<_>>();
+    assert!(!coarse.is_empty() && coarse.iter().all(|c| c.agg.hazard == 3));
+    // Raising the severity re-colours every covered cell.
+    p.apply(&incident("i1", T0 + 1, 4, dike_area()), T0 + 1)
+        .expect("ok");
+    let d = p.flush(T0 + 1).expect("changed");
+    assert_eq!(d.cells.iter().filter(|c| c.res == 10).count(), fine.len());
+    assert!(d.cells.iter().all(|c| c.agg.hazard == 4));
+    // Closing removes it from every cell.
+    p.apply(
+        &env(Event::IncidentClosed(IncidentClosed { id: "i1".into() })),
+        T0 + 2,
+    )
+    .expect("ok");
+    let d = p.flush(T0 + 2).expect("changed");
+    assert!(d.cells.is_empty());
+    assert_eq!(
+        d.cells_removed
+            .iter()
+            .filter(|c| c.starts_with('8'))
+            .count(),
+        d.cells_removed.len()
+    );
+    assert!(d.cells_removed.len() > fine.len());
+    assert!(p.cells.is_empty());
+}
+
+#[test]
+fn a_unit_entering_an_incident_area_is_reported_once() {
+    let mut p = Picture::new(PictureConfig::default());
+    p.apply(&incident("i1", T0, 3, dike_area()), T0)
+        .expect("covered");
+    p.apply(&pos("hlf", T0, ST_PAULI), T0).expect("ok");
+    p.flush(T0);
+    p.apply(&pos("hlf", T0 + 1_000, (53.500, 10.005)), T0 + 1_000)
+        .expect("ok");
+    let d = p.flush(T0 + 1_000).expect("changed");
+    assert_eq!(d.alerts.len(), 1);
+    assert_eq!(d.alerts[0].kind, "unit_in_incident_area");
+    assert_eq!(d.alerts[0].related.as_deref(), Some("i1"));
+    // Moving inside the area, out and in again: no copies while unacked.
+    p.apply(&pos("hlf", T0 + 2_000, (53.501, 10.006)), T0 + 2_000)
+        .expect("ok");
+    p.apply(&pos("hlf", T0 + 3_000, ST_PAULI), T0 + 3_000)
+        .expect("ok");
+    p.apply(&pos("hlf", T0 + 4_000, (53.500, 10.005)), T0 + 4_000)
+        .expect("ok");
+    let d = p.flush(T0 + 4_000).expect("changed");
+    assert!(d.alerts.is_empty());
+}
+
+#[test]
+fn an_incident_area_too_large_is_refused_with_a_reason() {
+    let mut p = Picture::new(PictureConfig {
+        max_incident_cells: 50,
+        ..PictureConfig::default()
+    });
+    let err = p
+        .apply(&incident("big", T0, 2, dike_area()), T0)
+        .expect_err("too many cells at res 10 for the limit");
+    assert_eq!(err.reason(), "incident_area_too_large");
+    assert!(p.flush(T0).is_none(), "nothing changed");
+}

@@ -12,6 +12,7 @@
 
 mod catalogue;
 mod cell;
+mod coverage;
 mod engine;
 mod event;
 mod freshness;
