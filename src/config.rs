@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fusion::{Catalogue, KindSpec, PictureConfig, Resolution, StatusMeaning, StatusTable};
+use fusion::{Catalogue, KindSpec, PictureConfig, Resolution, Sector, StatusMeaning, StatusTable};
 use serde::Deserialize;
 
 /// Default HTTP address (loopback: see protected mode in the README).
@@ -30,6 +30,10 @@ pub struct Config {
     /// Radio status meanings by status number ("0"–"9"); each entry
     /// replaces the built-in (German FMS) meaning of that status.
     pub status: BTreeMap<String, StatusMeaning>,
+    /// Sectors that must keep an available unit of given types.
+    pub sectors: Vec<Sector>,
+    /// Unit types an incident keyword requires available in its area.
+    pub requirements: BTreeMap<String, Vec<String>>,
 }
 
 /// `[http]`.
@@ -165,7 +169,9 @@ impl Config {
                 .ok_or_else(|| anyhow::anyhow!("status.{key}: radio statuses are 0..=9"))?;
             status_table.set(n, meaning.clone());
         }
-        Ok(PictureConfig {
+        let picture = PictureConfig {
+            sectors: self.sectors.clone(),
+            requirements: self.requirements.clone(),
             status_table,
             silent_after_ms: self.fusion.silent_after_ms,
             max_incident_cells: self.fusion.max_incident_cells,
@@ -176,7 +182,9 @@ impl Config {
                 .kinds
                 .clone()
                 .map_or_else(Catalogue::default, Catalogue::new),
-        })
+        };
+        picture.check().map_err(|e| anyhow::anyhow!(e))?;
+        Ok(picture)
     }
 }
 
@@ -189,6 +197,8 @@ mod tests {
         let text = include_str!("../deploy/rescuemate.toml");
         let c = Config::parse(text).expect("deploy/rescuemate.toml is valid");
         assert_eq!(c.fusion.tick_ms, 50);
+        assert_eq!(c.sectors.len(), 1);
+        assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);
         assert!(
             c.kinds
                 .expect("the example lists kinds")
@@ -207,6 +217,9 @@ mod tests {
         let table = c.picture().expect("picture").status_table;
         assert_eq!(table.get(5).text, "Speak");
         assert_eq!(table.get(4).text, "Am Einsatzort");
+        let bad_sector = "[[sectors]]\nid = \"x\"\nname = \"X\"\nrequire = [\"HLF\"]\ngeometry = { type = \"Circle\", coordinates = [1, 2] }\n";
+        let err = Config::parse(bad_sector).expect_err("uncoverable sector");
+        assert!(format!("{err:#}").contains("sector \"x\""), "{err:#}");
         let c = Config::parse("").expect("empty is all defaults");
         assert_eq!(c.http.listen.to_string(), DEFAULT_HTTP);
     }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::EpochMs;
+use crate::areas::{Areas, Presence, Sector, Shortage};
 use crate::catalogue::Catalogue;
 use crate::cell::CellAgg;
 use crate::coverage::{CoverError, cover};
@@ -61,6 +62,29 @@ pub struct PictureConfig {
     /// A unit in a status that expects reports (3, 4, 7) silent for longer
     /// than this is flagged.
     pub silent_after_ms: i64,
+    /// Sectors that must keep an available unit of given types.
+    pub sectors: Vec<Sector>,
+    /// Unit types an incident with a given keyword must keep available
+    /// inside its area, e.g. `FEU3` → `["HLF", "DLK"]`.
+    pub requirements: BTreeMap<String, Vec<String>>,
+}
+
+impl PictureConfig {
+    /// Checks what the engine cannot check event by event: that every
+    /// sector's area can be covered with cells.
+    pub fn check(&self) -> Result<(), String> {
+        let finest = self
+            .resolutions
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(Resolution::Ten);
+        for sector in &self.sectors {
+            cover(&sector.geometry, finest, self.max_incident_cells)
+                .map_err(|e| format!("sector {:?}: {e}", sector.id))?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for PictureConfig {
@@ -79,6 +103,8 @@ impl Default for PictureConfig {
             status_table: StatusTable::default(),
             max_incident_cells: 200_000,
             silent_after_ms: 10 * 60_000,
+            sectors: Vec::new(),
+            requirements: BTreeMap::new(),
         }
     }
 }
@@ -263,6 +289,7 @@ pub struct Picture {
     cells: HashMap<CellIndex, CellAgg>,
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
+    areas: Areas,
 }
 
 /// Why an acknowledgement was refused.
@@ -282,7 +309,23 @@ impl Picture {
         }
         resolutions.sort_unstable_by(|a, b| b.cmp(a));
         resolutions.dedup();
+        let mut areas = Areas::default();
+        // Sectors that cannot be covered are skipped here; configuration
+        // loading refuses them first (PictureConfig::check).
+        for sector in &config.sectors {
+            if let Ok(cells) = cover(&sector.geometry, resolutions[0], config.max_incident_cells) {
+                let key = format!("sector:{}", sector.id);
+                areas.insert(
+                    &key,
+                    &sector.name,
+                    &cells,
+                    &sector.require,
+                    std::iter::empty(),
+                );
+            }
+        }
         Picture {
+            areas,
             config,
             resolutions,
             seq: 0,
@@ -337,6 +380,7 @@ impl Picture {
             Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
                 Some(old) => {
                     self.recover(&c.id, &old.cells, &[]);
+                    self.areas.remove(&format!("incident:{}", c.id));
                     self.pending.incidents.insert(c.id.clone());
                     Outcome::Applied
                 }
@@ -494,6 +538,48 @@ impl Picture {
         })
     }
 
+    /// What a unit contributes to area counts (none without a position, and
+    /// none asked for while there are no areas: the hot path stays cheap).
+    fn presence(&self, id: &str) -> Option<Presence> {
+        if self.areas.is_empty() {
+            return None;
+        }
+        self.presence_always(id)
+    }
+
+    fn presence_always(&self, id: &str) -> Option<Presence> {
+        let u = self.units.get(id)?;
+        Some(Presence {
+            cell: u.cell?,
+            class: u.class,
+            unit_type: u.unit_type.clone(),
+        })
+    }
+
+    /// Updates area counts after unit `id` changed from `before`.
+    fn unit_moved_in_areas(&mut self, id: &str, before: Option<Presence>, ts_ms: EpochMs) {
+        if self.areas.is_empty() {
+            return;
+        }
+        let after = self.presence(id);
+        for Shortage {
+            area,
+            name,
+            unit_type,
+        } in self.areas.unit_changed(before.as_ref(), after.as_ref())
+        {
+            let message = format!("No available {unit_type} left in {name}");
+            self.raise(
+                "no_available_unit",
+                &area,
+                Some(&unit_type),
+                2,
+                message,
+                ts_ms,
+            );
+        }
+    }
+
     /// Raises an alert, unless one of the same kind about the same entity
     /// (and related entity) at this level or higher is still
     /// unacknowledged: a value crossing back and forth, or a unit wandering
@@ -555,6 +641,7 @@ impl Picture {
     }
 
     fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
+        let before = self.presence(&m.id);
         let u = self.unit_entry(&m.id);
         if u.callsign.as_deref() == Some(&m.callsign)
             && u.unit_type == m.unit_type
@@ -568,13 +655,17 @@ impl Picture {
         u.org = m.org.clone();
         u.strength = m.strength;
         let cell = u.cell;
+        // Descriptions carry no time: the unit's newest report dates the change.
+        let ts = u.newest_ms().unwrap_or(0);
         self.pending.cells.extend(cell);
         self.pending.units.insert(m.id.clone());
+        self.unit_moved_in_areas(&m.id, before, ts);
         Outcome::Applied
     }
 
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
         let cell = self.index(p.lat, p.lon)?;
+        let before = self.presence(&p.id);
         let u = self.unit_entry(&p.id);
         if let Some(t) = u.pos_ts_ms {
             if p.ts_ms == t && u.pos == Some((p.lat, p.lon)) {
@@ -595,6 +686,7 @@ impl Picture {
         let callsign = u.callsign.clone().unwrap_or_else(|| p.id.clone());
         self.relocate(Member::Unit(p.id.clone()), old_cell, Some(cell));
         self.pending.units.insert(p.id.clone());
+        self.unit_moved_in_areas(&p.id, before, p.ts_ms);
         if old_cell != Some(cell) {
             let before = self.incidents_at(old_cell);
             for inc in self.incidents_at(Some(cell)) {
@@ -621,6 +713,7 @@ impl Picture {
 
     fn unit_status(&mut self, s: &UnitStatus) -> Outcome {
         let class = self.config.status_table.get(s.status).class;
+        let before = self.presence(&s.id);
         let u = self.unit_entry(&s.id);
         if let Some(t) = u.status_ts_ms {
             if s.ts_ms == t && u.status == Some(s.status) {
@@ -638,6 +731,7 @@ impl Picture {
         let cell = u.cell;
         self.pending.cells.extend(cell);
         self.pending.units.insert(s.id.clone());
+        self.unit_moved_in_areas(&s.id, before, s.ts_ms);
         Outcome::Applied
     }
 
@@ -670,6 +764,20 @@ impl Picture {
             .map(|o| o.cells.clone())
             .unwrap_or_default();
         self.recover(&i.id, &old_cells, &cells);
+        let key = format!("incident:{}", i.id);
+        match self.config.requirements.get(&i.keyword).cloned() {
+            Some(require) => {
+                let units: Vec<Presence> = self
+                    .units
+                    .keys()
+                    .filter_map(|id| self.presence_always(id))
+                    .collect();
+                let name = format!("{} {}", i.keyword, i.title.as_deref().unwrap_or(&i.id));
+                self.areas
+                    .insert(&key, &name, &cells, &require, units.iter());
+            }
+            None => self.areas.remove(&key),
+        }
         self.incidents.insert(
             i.id.clone(),
             Incident {

@@ -505,3 +505,88 @@ fn an_incident_area_too_large_is_refused_with_a_reason() {
     assert_eq!(err.reason(), "incident_area_too_large");
     assert!(p.flush(T0).is_none(), "nothing changed");
 }
+
+fn unit_meta(id: &str, unit_type: &str) -> Envelope {
+    env(Event::UnitMeta(UnitMeta {
+        id: id.into(),
+        callsign: format!("{unit_type} {id}"),
+        unit_type: unit_type.into(),
+        org: "fire".into(),
+        strength: None,
+    }))
+}
+
+#[test]
+fn a_sector_left_without_an_available_unit_of_a_type_raises_an_alert() {
+    let config = PictureConfig {
+        sectors: vec![crate::Sector {
+            id: "wbg".into(),
+            name: "Sektor Wilhelmsburg".into(),
+            geometry: dike_area(),
+            require: vec!["HLF".into()],
+        }],
+        ..PictureConfig::default()
+    };
+    assert!(config.check().is_ok());
+    let mut p = Picture::new(config);
+    let inside = (53.500, 10.005);
+    apply_all(
+        &mut p,
+        &[
+            unit_meta("a", "HLF"),
+            unit_meta("b", "HLF"),
+            pos("a", T0, inside),
+            pos("b", T0, inside),
+            status("a", T0, 2),
+            status("b", T0, 2),
+        ],
+    );
+    assert!(
+        p.flush(T0).expect("changed").alerts.is_empty(),
+        "no shortage at start-up"
+    );
+    p.apply(&status("a", T0 + 1, 3), T0 + 1).expect("ok");
+    assert!(
+        p.flush(T0 + 1).expect("changed").alerts.is_empty(),
+        "b is still there"
+    );
+    p.apply(&pos("b", T0 + 2, ST_PAULI), T0 + 2).expect("ok");
+    let d = p.flush(T0 + 2).expect("changed");
+    assert_eq!(d.alerts.len(), 1, "{:?}", d.alerts);
+    assert_eq!(d.alerts[0].kind, "no_available_unit");
+    assert_eq!(d.alerts[0].entity, "sector:wbg");
+    assert_eq!(d.alerts[0].related.as_deref(), Some("HLF"));
+    assert!(d.alerts[0].message.contains("Sektor Wilhelmsburg"));
+}
+
+#[test]
+fn an_incident_with_requirements_watches_its_own_area() {
+    let mut config = PictureConfig::default();
+    config.requirements.insert("THL".into(), vec!["RTW".into()]);
+    let mut p = Picture::new(config);
+    let inside = (53.500, 10.005);
+    apply_all(
+        &mut p,
+        &[
+            unit_meta("r", "RTW"),
+            pos("r", T0, inside),
+            status("r", T0, 1),
+        ],
+    );
+    p.apply(&incident("i1", T0, 3, dike_area()), T0)
+        .expect("ok");
+    p.flush(T0);
+    p.apply(&status("r", T0 + 1, 6), T0 + 1).expect("ok");
+    let d = p.flush(T0 + 1).expect("changed");
+    assert_eq!(d.alerts.len(), 1, "{:?}", d.alerts);
+    assert_eq!(d.alerts[0].entity, "incident:i1");
+    // Closed incidents stop watching.
+    p.apply(&status("r", T0 + 2, 1), T0 + 2).expect("ok");
+    p.apply(
+        &env(Event::IncidentClosed(IncidentClosed { id: "i1".into() })),
+        T0 + 2,
+    )
+    .expect("ok");
+    p.apply(&status("r", T0 + 3, 6), T0 + 3).expect("ok");
+    assert!(p.flush(T0 + 3).expect("changed").alerts.is_empty());
+}

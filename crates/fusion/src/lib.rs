@@ -10,6 +10,7 @@
 //! an argument (`now_ms`), so the same events in the same order give the same
 //! picture and the same [`Picture::digest`], live, replayed or in a test.
 
+mod areas;
 mod catalogue;
 mod cell;
 mod coverage;
@@ -21,6 +22,7 @@ mod status;
 mod view;
 mod viewport;
 
+pub use areas::Sector;
 pub use catalogue::{Catalogue, KindSpec};
 pub use cell::{CellAgg, KindAgg};
 pub use engine::{AckError, Outcome, Picture, PictureConfig, Refusal};
