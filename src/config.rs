@@ -101,6 +101,9 @@ pub struct FusionConfig {
     /// Most finest-resolution cells one incident area may cover; larger
     /// areas are refused with a reason.
     pub max_incident_cells: usize,
+    /// How long an entity that stopped reporting stays in the picture,
+    /// marked lost, before it is removed, milliseconds.
+    pub retention_ms: i64,
 }
 
 impl Default for FusionConfig {
@@ -111,6 +114,7 @@ impl Default for FusionConfig {
             unit_ttl_ms: 5 * 60_000,
             silent_after_ms: 10 * 60_000,
             max_incident_cells: 200_000,
+            retention_ms: 6 * 3_600_000,
         }
     }
 }
@@ -175,6 +179,7 @@ impl Config {
             status_table,
             silent_after_ms: self.fusion.silent_after_ms,
             max_incident_cells: self.fusion.max_incident_cells,
+            retention_ms: self.fusion.retention_ms,
             resolutions,
             future_tolerance_ms: self.mqtt.future_tolerance_ms,
             unit_ttl_ms: self.fusion.unit_ttl_ms,

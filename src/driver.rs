@@ -145,6 +145,18 @@ impl Driver {
                 });
                 let _ = reply.send(answer);
             }
+            Request::Remove {
+                space,
+                kind,
+                id,
+                reply,
+            } => {
+                let result = match self.spaces.get_mut(&space) {
+                    Some(s) => s.picture.remove(kind, &id).map_err(|e| e.to_string()),
+                    None => Err(format!("no space {space:?}")),
+                };
+                let _ = reply.send(result);
+            }
             Request::Ack {
                 space,
                 alert,

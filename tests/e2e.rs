@@ -95,7 +95,9 @@ async fn a_sensor_reaches_every_websocket_within_a_second_in_the_reference_cell(
         assert_eq!(cell["sensors"], 1);
         let ours = cell["h3"].as_str().expect("h3 string");
         let h3o_cell = ll
-            .to_cell(h3o::Resolution::try_from(*res).expect("res"))
+            .to_cell(h3o::Resolution::Ten)
+            .parent(h3o::Resolution::try_from(*res).expect("res"))
+            .expect("a parent")
             .to_string();
         assert_eq!(ours, h3o_cell, "res {res}");
         if let Some(r) = &reference {
@@ -122,6 +124,18 @@ async fn a_sensor_reaches_every_websocket_within_a_second_in_the_reference_cell(
     let (status, body) = http_get(addr, "/api/v1/spaces");
     assert_eq!(status, 200);
     assert!(body.contains("\"live\""), "{body}");
+    assert_eq!(http_delete(addr, "/api/v1/live/sensors/e2e-gauge"), 204);
+    assert_eq!(http_delete(addr, "/api/v1/live/sensors/e2e-gauge"), 404);
+    let (_, body) = http_get(addr, "/api/v1/live/snapshot?res=10");
+    let snap: Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        !snap["sensors"]
+            .as_array()
+            .expect("sensors")
+            .iter()
+            .any(|s| s["id"] == "e2e-gauge"),
+        "removed by the operator"
+    );
     let (status, _) = http_get(addr, "/api/v1/Live!/snapshot");
     assert_eq!(status, 400, "invalid space names are refused");
 }

@@ -119,6 +119,18 @@ pub fn start_server(extra: &[&str]) -> (Proc, SocketAddr, u16) {
     (proc, addr, mqtt_port)
 }
 
+/// DELETE `path` and return the status.
+pub fn http_delete(addr: SocketAddr, path: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .delete(&format!("http://{addr}{path}"))
+        .call()
+        .map_or(0, |r| r.status().as_u16())
+}
+
 /// GET `path` and return (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -246,11 +258,16 @@ pub async fn ws_until(
     }
 }
 
-/// H3 cells of a point according to Uber's reference implementation
-/// (Python bindings of the C library), or None when it is not installed.
+/// The cells of a point according to Uber's reference implementation
+/// (Python bindings of the C library), or None when it is not installed:
+/// the point's cell at resolution 10 and that cell's parents, which is how
+/// the picture indexes and rolls up (a parent is exactly the merge of its
+/// children; for a few percent of points the parent differs from the
+/// coarse cell that contains the point itself).
 pub fn reference_cells(lat: f64, lon: f64, resolutions: &[u8]) -> Option<Vec<String>> {
-    let script =
-        format!("import h3\nfor r in {resolutions:?}: print(h3.latlng_to_cell({lat}, {lon}, r))");
+    let script = format!(
+        "import h3\nc = h3.latlng_to_cell({lat}, {lon}, 10)\nfor r in {resolutions:?}: print(h3.cell_to_parent(c, r))"
+    );
     let out = Command::new("python3")
         .args(["-c", &script])
         .output()

@@ -59,6 +59,9 @@ pub struct PictureConfig {
     pub status_table: StatusTable,
     /// Most finest-resolution cells one incident area may cover.
     pub max_incident_cells: usize,
+    /// How long an entity that stopped reporting stays in the picture
+    /// (marked lost) before it is removed.
+    pub retention_ms: i64,
     /// A unit in a status that expects reports (3, 4, 7) silent for longer
     /// than this is flagged.
     pub silent_after_ms: i64,
@@ -102,6 +105,7 @@ impl Default for PictureConfig {
             catalogue: Catalogue::default(),
             status_table: StatusTable::default(),
             max_incident_cells: 200_000,
+            retention_ms: 6 * 3_600_000,
             silent_after_ms: 10 * 60_000,
             sectors: Vec::new(),
             requirements: BTreeMap::new(),
@@ -262,6 +266,7 @@ struct Pending {
     sensors: BTreeSet<String>,
     incidents: BTreeSet<String>,
     alerts: BTreeSet<u64>,
+    clock_alerts: BTreeSet<u64>,
 }
 
 impl Pending {
@@ -271,6 +276,7 @@ impl Pending {
             && self.sensors.is_empty()
             && self.incidents.is_empty()
             && self.alerts.is_empty()
+            && self.clock_alerts.is_empty()
     }
 }
 
@@ -284,12 +290,41 @@ pub struct Picture {
     sensors: BTreeMap<String, Sensor>,
     units: BTreeMap<String, Unit>,
     incidents: BTreeMap<String, Incident>,
+    /// Alerts raised by events (ids `A<n>`): part of the digest.
     alerts: BTreeMap<u64, AlertView>,
+    /// Alerts raised by the clock, such as a source going stale (ids
+    /// `S<n>`): left out of the digest like every clock-derived field.
+    clock_alerts: BTreeMap<u64, AlertView>,
     members: HashMap<CellIndex, BTreeSet<Member>>,
     cells: HashMap<CellIndex, CellAgg>,
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
     areas: Areas,
+}
+
+/// Which kind of entity an operator removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    /// A unit.
+    Unit,
+    /// A sensor.
+    Sensor,
+}
+
+/// Why a removal was refused.
+#[derive(Debug, Error, PartialEq)]
+pub enum RemoveError {
+    /// No such entity.
+    #[error("no entity with id {0:?}")]
+    Unknown(String),
+}
+
+/// "12 min ago" style age for alert texts.
+fn minutes_ago(ts: Option<EpochMs>, now_ms: EpochMs) -> String {
+    match ts {
+        Some(t) => format!("{} min", now_ms.saturating_sub(t) / 60_000),
+        None => "ever".to_owned(),
+    }
 }
 
 /// Why an acknowledgement was refused.
@@ -333,6 +368,7 @@ impl Picture {
             units: BTreeMap::new(),
             incidents: BTreeMap::new(),
             alerts: BTreeMap::new(),
+            clock_alerts: BTreeMap::new(),
             members: HashMap::new(),
             cells: HashMap::new(),
             pending: Pending::default(),
@@ -458,13 +494,16 @@ impl Picture {
         }
         let mut s = existing.cloned().unwrap_or_else(|| empty_sensor(&m.kind));
         let old_cell = s.cell;
+        // A new name or position keeps the level (and its hysteresis); a
+        // new scale re-evaluates it from scratch.
+        let same_scale = s.kind == m.kind && s.thresholds == m.thresholds;
         s.kind = m.kind.clone();
         s.unit = spec_unit;
         s.name = m.name.clone();
         s.pos = Some((m.lat, m.lon));
         s.thresholds = m.thresholds.clone();
         s.cell = Some(cell);
-        if let Some(v) = s.value {
+        if let (Some(v), false) = (s.value, same_scale) {
             s.level = 0;
             s.level = self.level_for(&s, v);
         }
@@ -593,7 +632,30 @@ impl Picture {
         message: String,
         ts_ms: EpochMs,
     ) {
-        let already_open = self.alerts.values().any(|a| {
+        self.raise_in(false, kind, entity, related, level, message, ts_ms);
+    }
+
+    /// Raises an alert in the event (`A`) or clock (`S`) series.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per alert kind reads best flat"
+    )]
+    fn raise_in(
+        &mut self,
+        clocked: bool,
+        kind: &str,
+        entity: &str,
+        related: Option<&str>,
+        level: u8,
+        message: String,
+        ts_ms: EpochMs,
+    ) {
+        let (alerts, pending, prefix) = if clocked {
+            (&mut self.clock_alerts, &mut self.pending.clock_alerts, 'S')
+        } else {
+            (&mut self.alerts, &mut self.pending.alerts, 'A')
+        };
+        let already_open = alerts.values().any(|a| {
             !a.acked
                 && a.kind == kind
                 && a.entity == entity
@@ -603,11 +665,11 @@ impl Picture {
         if already_open {
             return;
         }
-        let n = self.alerts.keys().next_back().map_or(1, |k| k + 1);
-        self.alerts.insert(
+        let n = alerts.keys().next_back().map_or(1, |k| k + 1);
+        alerts.insert(
             n,
             AlertView {
-                id: format!("A{n}"),
+                id: format!("{prefix}{n}"),
                 kind: kind.to_owned(),
                 entity: entity.to_owned(),
                 related: related.map(str::to_owned),
@@ -617,7 +679,7 @@ impl Picture {
                 acked: false,
             },
         );
-        self.pending.alerts.insert(n);
+        pending.insert(n);
     }
 
     fn unit_entry(&mut self, id: &str) -> &mut Unit {
@@ -831,16 +893,52 @@ impl Picture {
 
     /// Marks an alert acknowledged.
     pub fn ack(&mut self, alert_id: &str) -> Result<(), AckError> {
-        let found = self
-            .alerts
-            .iter_mut()
-            .find(|(_, a)| a.id == alert_id)
-            .ok_or_else(|| AckError::Unknown(alert_id.to_owned()))?;
-        if !found.1.acked {
-            found.1.acked = true;
-            self.pending.alerts.insert(*found.0);
+        for (alerts, pending) in [
+            (&mut self.alerts, &mut self.pending.alerts),
+            (&mut self.clock_alerts, &mut self.pending.clock_alerts),
+        ] {
+            if let Some((n, a)) = alerts.iter_mut().find(|(_, a)| a.id == alert_id) {
+                if !a.acked {
+                    a.acked = true;
+                    pending.insert(*n);
+                }
+                return Ok(());
+            }
         }
-        Ok(())
+        Err(AckError::Unknown(alert_id.to_owned()))
+    }
+
+    /// Removes a unit or sensor from the picture (an operator's decision,
+    /// e.g. for a lost source that is no longer information).
+    pub fn remove(&mut self, kind: EntityKind, id: &str) -> Result<(), RemoveError> {
+        let found = match kind {
+            EntityKind::Unit => {
+                let before = self.presence(id);
+                match self.units.remove(id) {
+                    Some(u) => {
+                        // Counts follow; a removal is no shortage news.
+                        let _ = self.areas.unit_changed(before.as_ref(), None);
+                        self.relocate(Member::Unit(id.to_owned()), u.cell, None);
+                        self.pending.units.insert(id.to_owned());
+                        true
+                    }
+                    None => false,
+                }
+            }
+            EntityKind::Sensor => match self.sensors.remove(id) {
+                Some(s) => {
+                    self.relocate(Member::Sensor(id.to_owned()), s.cell, None);
+                    self.pending.sensors.insert(id.to_owned());
+                    true
+                }
+                None => false,
+            },
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(RemoveError::Unknown(id.to_owned()))
+        }
     }
 
     fn compute_finest(&self, cell: CellIndex) -> CellAgg {
@@ -894,17 +992,67 @@ impl Picture {
         }
         self.last_scan_ms = Some(now_ms);
         let unit_ttl = self.config.unit_ttl_ms;
+        let expired = |ts: Option<EpochMs>| {
+            ts.is_some_and(|t| now_ms.saturating_sub(t) > self.config.retention_ms)
+        };
+        let mut raise = Vec::new();
+        let mut remove = Vec::new();
         for (id, u) in &self.units {
-            let f = Freshness::classify(u.newest_ms(), unit_ttl, now_ms);
-            if u.shown != Some((f, self.is_silent(u, now_ms))) {
-                self.pending.units.insert(id.clone());
+            if expired(u.newest_ms()) {
+                remove.push((EntityKind::Unit, id.clone()));
+                continue;
+            }
+            let now = (
+                Freshness::classify(u.newest_ms(), unit_ttl, now_ms),
+                self.is_silent(u, now_ms),
+            );
+            if u.shown == Some(now) {
+                continue;
+            }
+            self.pending.units.insert(id.clone());
+            let name = u.callsign.as_deref().unwrap_or(id);
+            if let Some((before, was_silent)) = u.shown {
+                if now.1 && !was_silent {
+                    let status = u.status.unwrap_or(0);
+                    let text = &self.config.status_table.get(status).text;
+                    let msg = format!(
+                        "{name} in status {status} ({text}) has not reported since {}",
+                        minutes_ago(u.newest_ms(), now_ms)
+                    );
+                    raise.push(("silent_unit", id.clone(), 2, msg));
+                } else if now.0 == Freshness::Stale && before < Freshness::Stale {
+                    let msg = format!(
+                        "{name} has not reported for {}",
+                        minutes_ago(u.newest_ms(), now_ms)
+                    );
+                    raise.push(("stale_source", id.clone(), 1, msg));
+                }
             }
         }
         for (id, s) in &self.sensors {
-            let f = Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now_ms);
-            if s.shown != Some(f) {
-                self.pending.sensors.insert(id.clone());
+            if expired(s.ts_ms) {
+                remove.push((EntityKind::Sensor, id.clone()));
+                continue;
             }
+            let f = Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now_ms);
+            if s.shown == Some(f) {
+                continue;
+            }
+            self.pending.sensors.insert(id.clone());
+            if f == Freshness::Stale && s.shown.is_some_and(|b| b < Freshness::Stale) {
+                let name = s.name.as_deref().unwrap_or(id);
+                let msg = format!(
+                    "{name} has not reported for {}",
+                    minutes_ago(s.ts_ms, now_ms)
+                );
+                raise.push(("stale_source", id.clone(), 1, msg));
+            }
+        }
+        for (kind, id, level, message) in raise {
+            self.raise_in(true, kind, &id, None, level, message, now_ms);
+        }
+        for (kind, id) in remove {
+            let _ = self.remove(kind, &id);
         }
     }
 
@@ -976,6 +1124,12 @@ impl Picture {
                 .alerts
                 .iter()
                 .filter_map(|n| self.alerts.get(n).cloned()),
+        );
+        delta.alerts.extend(
+            pending
+                .clock_alerts
+                .iter()
+                .filter_map(|n| self.clock_alerts.get(n).cloned()),
         );
         Some(delta)
     }
@@ -1065,7 +1219,12 @@ impl Picture {
                 .filter(|s| viewport.contains_point(s.lat, s.lon))
                 .collect(),
             incidents: self.incidents.values().map(|i| i.view.clone()).collect(),
-            alerts: self.alerts.values().cloned().collect(),
+            alerts: self
+                .alerts
+                .values()
+                .chain(self.clock_alerts.values())
+                .cloned()
+                .collect(),
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::engine::EntityKind;
 use crate::event::IncidentClosed;
 use crate::viewport::{Bbox, ViewFilter};
 
@@ -589,4 +590,107 @@ fn an_incident_with_requirements_watches_its_own_area() {
     .expect("ok");
     p.apply(&status("r", T0 + 3, 6), T0 + 3).expect("ok");
     assert!(p.flush(T0 + 3).expect("changed").alerts.is_empty());
+}
+
+#[test]
+fn going_stale_and_going_silent_raise_clock_alerts_outside_the_digest() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(
+        &mut p,
+        &[
+            gauge_meta("g1", ST_PAULI),
+            obs("g1", T0, 1.0, None),
+            pos("u1", T0, ST_PAULI),
+            status("u1", T0, 3),
+        ],
+    );
+    p.flush(T0);
+    let digest = p.digest();
+    // water_level's time-to-live is 10 min: stale after 20 min.
+    let d = p.flush(T0 + 21 * 60_000).expect("freshness changed");
+    let kinds: Vec<_> = d
+        .alerts
+        .iter()
+        .map(|a| (a.kind.as_str(), a.entity.as_str()))
+        .collect();
+    assert!(kinds.contains(&("stale_source", "g1")), "{kinds:?}");
+    assert!(kinds.contains(&("silent_unit", "u1")), "{kinds:?}");
+    assert!(
+        d.alerts.iter().all(|a| a.id.starts_with('S')),
+        "clock series"
+    );
+    assert_eq!(
+        p.digest(),
+        digest,
+        "clock-derived alerts are not canonical content"
+    );
+    // Acknowledging works across both series.
+    let id = d.alerts[0].id.clone();
+    p.ack(&id).expect("known");
+    assert!(p.flush(T0 + 21 * 60_000).expect("ack").alerts[0].acked);
+    // Nothing repeats while the state holds.
+    assert!(
+        p.flush(T0 + 22 * 60_000)
+            .is_none_or(|d| d.alerts.is_empty())
+    );
+}
+
+#[test]
+fn lost_entities_stay_until_retention_ends_or_an_operator_removes_them() {
+    let mut p = Picture::new(PictureConfig {
+        retention_ms: 2 * 3_600_000,
+        ..PictureConfig::default()
+    });
+    apply_all(
+        &mut p,
+        &[
+            gauge_meta("g1", ST_PAULI),
+            obs("g1", T0, 1.0, None),
+            pos("u1", T0, WILHELMSBURG),
+        ],
+    );
+    p.flush(T0);
+    // water_level: TTL 10 min, lost after 100 min.
+    let d = p.flush(T0 + 101 * 60_000).expect("lost by now");
+    assert_eq!(d.sensors[0].freshness, Some(Freshness::Lost));
+    assert!(
+        d.sensors_removed.is_empty(),
+        "lost is information: still shown"
+    );
+    let d = p.flush(T0 + 121 * 60_000).expect("retention ended");
+    assert_eq!(d.sensors_removed, ["g1"]);
+    assert_eq!(d.units_removed, ["u1"]);
+    assert!(p.cells.is_empty(), "their cells went with them");
+
+    let later = T0 + 121 * 60_000;
+    p.apply(&pos("u2", later, ST_PAULI), later).expect("ok");
+    p.flush(later);
+    assert_eq!(p.remove(EntityKind::Unit, "u2"), Ok(()));
+    assert!(p.remove(EntityKind::Sensor, "nope").is_err());
+    let d = p.flush(later).expect("removed");
+    assert_eq!(d.units_removed, ["u2"]);
+}
+
+#[test]
+fn a_new_name_keeps_the_level_and_its_hysteresis() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(
+        &mut p,
+        &[
+            gauge_meta("g1", ST_PAULI),
+            obs("g1", T0, 3.7, None),
+            obs("g1", T0 + 1, 3.59, None),
+        ],
+    );
+    p.flush(T0);
+    let mut renamed = gauge_meta("g1", ST_PAULI);
+    if let Event::SensorMeta(m) = &mut renamed.event {
+        m.name = Some("Pegel St. Pauli (neu)".into());
+    }
+    p.apply(&renamed, T0 + 2).expect("ok");
+    let d = p.flush(T0 + 2).expect("changed");
+    assert_eq!(
+        d.sensors[0].level, 1,
+        "3.59 is within the hysteresis of 3.6"
+    );
 }

@@ -25,7 +25,7 @@ mod viewport;
 pub use areas::Sector;
 pub use catalogue::{Catalogue, KindSpec};
 pub use cell::{CellAgg, KindAgg};
-pub use engine::{AckError, Outcome, Picture, PictureConfig, Refusal};
+pub use engine::{AckError, EntityKind, Outcome, Picture, PictureConfig, Refusal, RemoveError};
 pub use event::{
     Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
     UnitStatus,

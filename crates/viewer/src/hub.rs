@@ -53,6 +53,17 @@ pub enum Request {
         /// Gets the snapshot, or None when the space does not exist.
         reply: oneshot::Sender<Option<SnapshotReply>>,
     },
+    /// Remove a unit or sensor (operator decision).
+    Remove {
+        /// The space.
+        space: String,
+        /// Unit or sensor.
+        kind: fusion::EntityKind,
+        /// Its id.
+        id: String,
+        /// Gets the outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Acknowledge an alert.
     Ack {
         /// The space.
@@ -174,6 +185,28 @@ impl Hub {
         rx.await
             .map_err(|_| HubError::Closed)?
             .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+    }
+
+    /// Removes a unit or sensor from a space's picture.
+    pub async fn remove(
+        &self,
+        space: &str,
+        kind: fusion::EntityKind,
+        id: &str,
+    ) -> Result<(), HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Remove {
+                space: space.to_owned(),
+                kind,
+                id: id.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await
+            .map_err(|_| HubError::Closed)?
+            .map_err(HubError::Refused)
     }
 
     /// Acknowledges an alert.

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
@@ -47,6 +47,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/spaces", get(spaces))
         .route("/api/v1/{space}/snapshot", get(snapshot))
+        .route("/api/v1/{space}/units/{id}", delete(remove_unit))
+        .route("/api/v1/{space}/sensors/{id}", delete(remove_sensor))
         .route("/ws", get(websocket))
         .route("/", get(|| asset(Path(String::new()))))
         .route("/{file}", get(asset))
@@ -151,6 +153,41 @@ async fn snapshot(
         digest: &reply.digest,
     };
     Ok(axum::Json(body).into_response())
+}
+
+async fn remove_unit(
+    State(s): State<AppState>,
+    Path((space, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    remove(&s, &space, fusion::EntityKind::Unit, &id).await
+}
+
+async fn remove_sensor(
+    State(s): State<AppState>,
+    Path((space, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    remove(&s, &space, fusion::EntityKind::Sensor, &id).await
+}
+
+/// An operator removes a unit or sensor (e.g. a lost source that is no
+/// longer information). Answers 204, or 404 for an unknown id.
+async fn remove(
+    s: &AppState,
+    space: &str,
+    kind: fusion::EntityKind,
+    id: &str,
+) -> Result<Response, ApiError> {
+    if !fusion::space::is_valid_space(space) {
+        return Err(HubError::InvalidSpace(space.chars().take(40).collect()).into());
+    }
+    match s.hub.remove(space, kind, id).await {
+        Ok(()) => {
+            tracing::info!(%space, ?kind, %id, "entity removed by operator");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(HubError::Refused(e)) => Err(ApiError(StatusCode::NOT_FOUND, e)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
