@@ -6,7 +6,7 @@
 //! recomputes dirty finest cells from their members and rolls them up
 //! resolution by resolution, each parent being the merge of its children.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::Serialize;
@@ -23,6 +23,7 @@ use crate::event::{
 };
 use crate::freshness::Freshness;
 use crate::status::StatusTable;
+use crate::trend::Trend;
 use crate::view::{
     AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
 };
@@ -36,13 +37,6 @@ const HYSTERESIS_FRACTION: f64 = 0.01;
 const HYSTERESIS_MIN: f64 = 0.01;
 /// Levels are 0–4.
 const MAX_LEVEL: u8 = 4;
-/// Observations kept per sensor for its trend: the last hour, thinned to
-/// at most one a minute.
-const TREND_WINDOW_MS: i64 = 3_600_000;
-const TREND_SPACING_MS: i64 = 60_000;
-/// A trend needs this many observations spread over this much time.
-const TREND_MIN_SAMPLES: usize = 3;
-const TREND_MIN_SPAN_MS: i64 = 5 * 60_000;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -184,54 +178,7 @@ struct Sensor {
     level: u8,
     cell: Option<CellIndex>,
     shown: Option<Freshness>,
-    history: VecDeque<(EpochMs, f64)>,
-}
-
-impl Sensor {
-    /// Remembers an observation for the trend.
-    fn remember(&mut self, ts: EpochMs, value: f64) {
-        if self
-            .history
-            .back()
-            .is_some_and(|(t, _)| ts - t < TREND_SPACING_MS)
-        {
-            self.history.pop_back();
-        }
-        self.history.push_back((ts, value));
-        while self
-            .history
-            .front()
-            .is_some_and(|(t, _)| ts - t > TREND_WINDOW_MS)
-        {
-            self.history.pop_front();
-        }
-    }
-
-    /// Least-squares slope of the last hour, per hour.
-    fn trend_per_h(&self) -> Option<f64> {
-        let n = self.history.len();
-        let (first, last) = (self.history.front()?, self.history.back()?);
-        if n < TREND_MIN_SAMPLES || last.0 - first.0 < TREND_MIN_SPAN_MS {
-            return None;
-        }
-        let t0 = first.0;
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "an hour of milliseconds and a few dozen samples"
-        )]
-        let (nf, pts): (f64, Vec<(f64, f64)>) = (
-            n as f64,
-            self.history
-                .iter()
-                .map(|(t, v)| ((t - t0) as f64 / 3_600_000.0, *v))
-                .collect(),
-        );
-        let mean_t = pts.iter().map(|p| p.0).sum::<f64>() / nf;
-        let mean_v = pts.iter().map(|p| p.1).sum::<f64>() / nf;
-        let cov: f64 = pts.iter().map(|(t, v)| (t - mean_t) * (v - mean_v)).sum();
-        let var: f64 = pts.iter().map(|(t, _)| (t - mean_t).powi(2)).sum();
-        (var > 0.0).then(|| cov / var)
-    }
+    trend: Trend,
 }
 
 #[derive(Debug, Clone)]
@@ -544,7 +491,7 @@ impl Picture {
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
-        s.remember(o.ts_ms, o.value);
+        s.trend.add(o.ts_ms, o.value);
         let old_cell = s.cell;
         if let (Some(lat), Some(lon), Some(c)) = (o.lat, o.lon, new_cell) {
             s.pos = Some((lat, lon));
@@ -1179,7 +1126,7 @@ impl Picture {
             lat: s.pos.map(|p| p.0),
             lon: s.pos.map(|p| p.1),
             value: s.value,
-            trend_per_h: s.trend_per_h(),
+            trend_per_h: s.trend.per_hour(),
             level: s.level,
             ts_ms: s.ts_ms,
             freshness: now_ms.map(|now| {
@@ -1300,7 +1247,7 @@ fn empty_sensor(kind: &str) -> Sensor {
         level: 0,
         cell: None,
         shown: None,
-        history: VecDeque::new(),
+        trend: Trend::default(),
     }
 }
 

@@ -19,6 +19,7 @@ mod event;
 mod freshness;
 pub mod space;
 mod status;
+mod trend;
 mod view;
 mod viewport;
 
