@@ -4,16 +4,19 @@
 //! commutative, and a parent cell's aggregate is exactly the merge of its
 //! children's. That is what lets coarse resolutions be rolled up from fine
 //! ones, and what will let shards be combined.
-
-use std::collections::BTreeMap;
+//!
+//! Names (unit types, sensor kinds) are interned ids, kept in small sorted
+//! vectors: a cell costs a few dozen bytes, and recomputing one into a
+//! reused scratch aggregate allocates nothing.
 
 use serde::Serialize;
 
 use crate::EpochMs;
+use crate::names::NameId;
 use crate::view::StatusClass;
 
 /// Sensors of one kind inside a cell.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KindAgg {
     /// Number of sensors.
     pub n: u32,
@@ -35,7 +38,7 @@ impl KindAgg {
 }
 
 /// What is inside one H3 cell.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CellAgg {
     /// Units whose status class is available (radio status 1, 2).
     pub units_available: u32,
@@ -45,21 +48,29 @@ pub struct CellAgg {
     pub units_unavailable: u32,
     /// Units that have not reported a status yet.
     pub units_unknown: u32,
-    /// Unit counts by unit type.
-    pub unit_types: BTreeMap<String, u32>,
     /// Number of sensors.
     pub sensors: u32,
-    /// Sensors by kind.
-    pub kinds: BTreeMap<String, KindAgg>,
-    /// Highest sensor level.
-    pub max_level: u8,
     /// Incidents whose area covers the cell.
     pub incidents: u32,
+    /// Highest sensor level.
+    pub max_level: u8,
     /// Hazard level 0–4: the maximum over sensor levels and the severities
     /// of covering incidents.
     pub hazard: u8,
     /// Newest event time of anything inside.
     pub newest_ms: Option<EpochMs>,
+    /// Unit counts by unit type (name id), sorted by id.
+    pub unit_types: Vec<(NameId, u32)>,
+    /// Sensors by kind (name id), sorted by id.
+    pub kinds: Vec<(NameId, KindAgg)>,
+}
+
+/// Adds `v` under `id` in a vector sorted by id.
+fn upsert<V>(list: &mut Vec<(NameId, V)>, id: NameId, v: V, merge: impl FnOnce(&mut V, &V)) {
+    match list.binary_search_by_key(&id, |(k, _)| *k) {
+        Ok(i) => merge(&mut list[i].1, &v),
+        Err(i) => list.insert(i, (id, v)),
+    }
 }
 
 impl CellAgg {
@@ -71,48 +82,57 @@ impl CellAgg {
             && self.incidents == 0
     }
 
-    /// Adds one covering incident.
-    pub(crate) fn add_incident(&mut self, severity: u8, ts: Option<EpochMs>) {
-        self.incidents += 1;
-        self.hazard = self.hazard.max(severity.min(4));
-        self.touch(ts);
+    /// Empties the aggregate, keeping its allocations for reuse.
+    pub(crate) fn clear(&mut self) {
+        let (mut types, mut kinds) = (
+            std::mem::take(&mut self.unit_types),
+            std::mem::take(&mut self.kinds),
+        );
+        types.clear();
+        kinds.clear();
+        *self = CellAgg {
+            unit_types: types,
+            kinds,
+            ..CellAgg::default()
+        };
     }
 
     /// Adds one unit.
-    pub(crate) fn add_unit(&mut self, class: StatusClass, unit_type: &str, ts: Option<EpochMs>) {
+    pub(crate) fn add_unit(&mut self, class: StatusClass, unit_type: NameId, ts: Option<EpochMs>) {
         match class {
             StatusClass::Available => self.units_available += 1,
             StatusClass::OnMission => self.units_on_mission += 1,
             StatusClass::Unavailable => self.units_unavailable += 1,
             StatusClass::Unknown => self.units_unknown += 1,
         }
-        *self.unit_types.entry(unit_type.to_owned()).or_default() += 1;
+        upsert(&mut self.unit_types, unit_type, 1, |a, b| *a += b);
         self.touch(ts);
     }
 
     /// Adds one sensor.
     pub(crate) fn add_sensor(
         &mut self,
-        kind: &str,
+        kind: NameId,
         level: u8,
         value: Option<f64>,
         ts: Option<EpochMs>,
     ) {
         self.sensors += 1;
-        self.kinds
-            .entry(kind.to_owned())
-            .or_insert(KindAgg {
-                n: 0,
-                max_level: 0,
-                max_value: None,
-            })
-            .merge(&KindAgg {
-                n: 1,
-                max_level: level,
-                max_value: value,
-            });
+        let one = KindAgg {
+            n: 1,
+            max_level: level,
+            max_value: value,
+        };
+        upsert(&mut self.kinds, kind, one, KindAgg::merge);
         self.max_level = self.max_level.max(level);
         self.hazard = self.hazard.max(level.min(4));
+        self.touch(ts);
+    }
+
+    /// Adds one covering incident.
+    pub(crate) fn add_incident(&mut self, severity: u8, ts: Option<EpochMs>) {
+        self.incidents += 1;
+        self.hazard = self.hazard.max(severity.min(4));
         self.touch(ts);
     }
 
@@ -127,16 +147,11 @@ impl CellAgg {
         self.units_unavailable += other.units_unavailable;
         self.units_unknown += other.units_unknown;
         for (t, n) in &other.unit_types {
-            *self.unit_types.entry(t.clone()).or_default() += n;
+            upsert(&mut self.unit_types, *t, *n, |a, b| *a += b);
         }
         self.sensors += other.sensors;
         for (k, agg) in &other.kinds {
-            match self.kinds.get_mut(k) {
-                Some(mine) => mine.merge(agg),
-                None => {
-                    self.kinds.insert(k.clone(), agg.clone());
-                }
-            }
+            upsert(&mut self.kinds, *k, *agg, KindAgg::merge);
         }
         self.incidents += other.incidents;
         self.max_level = self.max_level.max(other.max_level);
@@ -149,12 +164,16 @@ impl CellAgg {
 mod tests {
     use super::*;
 
+    const HLF: NameId = 0;
+    const RTW: NameId = 1;
+    const WATER: NameId = 2;
+
     fn sample(seed: u8) -> CellAgg {
         let mut a = CellAgg::default();
-        a.add_unit(StatusClass::Available, "HLF", Some(i64::from(seed)));
-        a.add_sensor("water_level", seed % 4, Some(f64::from(seed)), Some(10));
+        a.add_unit(StatusClass::Available, HLF, Some(i64::from(seed)));
+        a.add_sensor(WATER, seed % 4, Some(f64::from(seed)), Some(10));
         if seed % 2 == 0 {
-            a.add_unit(StatusClass::OnMission, "RTW", None);
+            a.add_unit(StatusClass::OnMission, RTW, None);
         }
         if seed == 3 {
             a.add_incident(4, Some(5));
@@ -179,20 +198,23 @@ mod tests {
         assert_eq!(ab_c, c_b_a);
         assert_eq!(ab_c.units_available, 3);
         assert_eq!(ab_c.units_on_mission, 1);
-        assert_eq!(ab_c.kinds["water_level"].n, 3);
-        assert_eq!(ab_c.kinds["water_level"].max_value, Some(3.0));
+        assert_eq!(ab_c.unit_types, [(HLF, 3), (RTW, 1)]);
+        assert_eq!(ab_c.kinds[0].1.n, 3);
+        assert_eq!(ab_c.kinds[0].1.max_value, Some(3.0));
         assert_eq!(ab_c.hazard, 4, "the incident's severity");
         assert_eq!(ab_c.max_level, 3, "sensor levels alone");
         assert_eq!(ab_c.incidents, 1);
     }
 
     #[test]
-    fn empty_merge_is_identity() {
+    fn empty_merge_is_identity_and_clear_keeps_nothing_but_capacity() {
         let a = sample(2);
         let mut m = CellAgg::default();
         m.merge(&a);
         assert_eq!(m, a);
         assert!(CellAgg::default().is_empty());
         assert!(!a.is_empty());
+        m.clear();
+        assert_eq!(m, CellAgg::default());
     }
 }

@@ -22,6 +22,7 @@ use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
 };
 use crate::freshness::Freshness;
+use crate::names::{NameId, Names};
 use crate::status::StatusTable;
 use crate::trend::Trend;
 use crate::view::{
@@ -168,6 +169,7 @@ struct Incident {
 #[derive(Debug, Clone)]
 struct Sensor {
     kind: String,
+    kind_id: NameId,
     unit: String,
     name: Option<String>,
     pos: Option<(f64, f64)>,
@@ -185,6 +187,7 @@ struct Sensor {
 struct Unit {
     callsign: Option<String>,
     unit_type: String,
+    type_id: NameId,
     org: String,
     strength: Option<u32>,
     pos: Option<(f64, f64)>,
@@ -247,6 +250,7 @@ pub struct Picture {
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
     areas: Areas,
+    names: Names,
 }
 
 /// Which kind of entity an operator removes.
@@ -308,6 +312,7 @@ impl Picture {
         }
         Picture {
             areas,
+            names: Names::default(),
             config,
             resolutions,
             seq: 0,
@@ -439,12 +444,16 @@ impl Picture {
                 return Ok(Outcome::Duplicate);
             }
         }
-        let mut s = existing.cloned().unwrap_or_else(|| empty_sensor(&m.kind));
+        let kind_id = self.names.intern(&m.kind);
+        let mut s = existing
+            .cloned()
+            .unwrap_or_else(|| empty_sensor(&m.kind, kind_id));
         let old_cell = s.cell;
         // A new name or position keeps the level (and its hysteresis); a
         // new scale re-evaluates it from scratch.
         let same_scale = s.kind == m.kind && s.thresholds == m.thresholds;
         s.kind = m.kind.clone();
+        s.kind_id = kind_id;
         s.unit = spec_unit;
         s.name = m.name.clone();
         s.pos = Some((m.lat, m.lon));
@@ -480,7 +489,7 @@ impl Picture {
                 }
                 s.clone()
             }
-            None => empty_sensor("unknown"),
+            None => empty_sensor(UNKNOWN, self.names.intern(UNKNOWN)),
         };
         let missed = match (s.seq, o.seq) {
             (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
@@ -630,27 +639,44 @@ impl Picture {
     }
 
     fn unit_entry(&mut self, id: &str) -> &mut Unit {
-        self.units.entry(id.to_owned()).or_insert_with(|| Unit {
-            callsign: None,
-            unit_type: "unknown".to_owned(),
-            org: "unknown".to_owned(),
-            strength: None,
-            pos: None,
-            heading: None,
-            speed: None,
-            accuracy: None,
-            source: None,
-            pos_ts_ms: None,
-            status: None,
-            status_ts_ms: None,
-            class: StatusClass::Unknown,
-            cell: None,
-            shown: None,
-        })
+        let unknown = self.names.intern(UNKNOWN);
+        if !self.units.contains_key(id) {
+            self.units.insert(id.to_owned(), new_unit(unknown));
+        }
+        let Some(u) = self.units.get_mut(id) else {
+            unreachable!("inserted above")
+        };
+        u
     }
+}
 
+const UNKNOWN: &str = "unknown";
+
+fn new_unit(type_id: NameId) -> Unit {
+    Unit {
+        callsign: None,
+        type_id,
+        unit_type: UNKNOWN.to_owned(),
+        org: "unknown".to_owned(),
+        strength: None,
+        pos: None,
+        heading: None,
+        speed: None,
+        accuracy: None,
+        source: None,
+        pos_ts_ms: None,
+        status: None,
+        status_ts_ms: None,
+        class: StatusClass::Unknown,
+        cell: None,
+        shown: None,
+    }
+}
+
+impl Picture {
     fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
         let before = self.presence(&m.id);
+        let type_id = self.names.intern(&m.unit_type);
         let u = self.unit_entry(&m.id);
         if u.callsign.as_deref() == Some(&m.callsign)
             && u.unit_type == m.unit_type
@@ -661,6 +687,7 @@ impl Picture {
         }
         u.callsign = Some(m.callsign.clone());
         u.unit_type = m.unit_type.clone();
+        u.type_id = type_id;
         u.org = m.org.clone();
         u.strength = m.strength;
         let cell = u.cell;
@@ -888,18 +915,18 @@ impl Picture {
         }
     }
 
-    fn compute_finest(&self, cell: CellIndex) -> CellAgg {
-        let mut agg = CellAgg::default();
+    fn compute_finest(&self, cell: CellIndex, agg: &mut CellAgg) {
+        agg.clear();
         for m in self.members.get(&cell).into_iter().flatten() {
             match m {
                 Member::Unit(id) => {
                     if let Some(u) = self.units.get(id) {
-                        agg.add_unit(u.class, &u.unit_type, u.newest_ms());
+                        agg.add_unit(u.class, u.type_id, u.newest_ms());
                     }
                 }
                 Member::Sensor(id) => {
                     if let Some(s) = self.sensors.get(id) {
-                        agg.add_sensor(&s.kind, s.level, s.value, s.ts_ms);
+                        agg.add_sensor(s.kind_id, s.level, s.value, s.ts_ms);
                     }
                 }
                 Member::Incident(id) => {
@@ -909,22 +936,33 @@ impl Picture {
                 }
             }
         }
-        agg
     }
 
-    fn store_cell(&mut self, cell: CellIndex, agg: CellAgg, delta: &mut Delta) {
+    /// Stores a recomputed aggregate (from a scratch that is reused, so
+    /// only a changed cell costs an allocation) and records the change.
+    fn store_cell(&mut self, cell: CellIndex, agg: &CellAgg, delta: &mut Delta) {
         if agg.is_empty() {
             if self.cells.remove(&cell).is_some() {
                 delta.cells_removed.push(cell.to_string());
                 delta.cells_removed_idx.push(cell);
             }
-        } else if self.cells.get(&cell) != Some(&agg) {
+        } else if self.cells.get(&cell) != Some(agg) {
             delta.cells.push(CellView {
                 h3: cell,
                 res: u8::from(cell.resolution()),
                 agg: agg.clone(),
+                names: self.names.shared(),
             });
-            self.cells.insert(cell, agg);
+            self.cells.insert(cell, agg.clone());
+        }
+    }
+
+    fn cell_view(&self, cell: CellIndex, agg: &CellAgg) -> CellView {
+        CellView {
+            h3: cell,
+            res: u8::from(cell.resolution()),
+            agg: agg.clone(),
+            names: self.names.shared(),
         }
     }
 
@@ -1017,23 +1055,24 @@ impl Picture {
             ..Delta::default()
         };
 
+        let mut scratch = CellAgg::default();
         let mut dirty = pending.cells;
         for cell in &dirty {
-            let agg = self.compute_finest(*cell);
-            self.store_cell(*cell, agg, &mut delta);
+            self.compute_finest(*cell, &mut scratch);
+            self.store_cell(*cell, &scratch, &mut delta);
         }
         for pair in self.resolutions.clone().windows(2) {
             let (finer, coarser) = (pair[0], pair[1]);
             let parents: BTreeSet<CellIndex> =
                 dirty.iter().filter_map(|c| c.parent(coarser)).collect();
             for parent in &parents {
-                let mut agg = CellAgg::default();
+                scratch.clear();
                 for child in parent.children(finer) {
                     if let Some(c) = self.cells.get(&child) {
-                        agg.merge(c);
+                        scratch.merge(c);
                     }
                 }
-                self.store_cell(*parent, agg, &mut delta);
+                self.store_cell(*parent, &scratch, &mut delta);
             }
             dirty = parents;
         }
@@ -1142,11 +1181,7 @@ impl Picture {
             .cells
             .iter()
             .filter(|(c, _)| viewport.contains_cell(**c))
-            .map(|(c, agg)| CellView {
-                h3: *c,
-                res: u8::from(c.resolution()),
-                agg: agg.clone(),
-            })
+            .map(|(c, agg)| self.cell_view(*c, agg))
             .collect();
         cells.sort_unstable_by_key(|c| c.h3);
         Snapshot {
@@ -1192,11 +1227,7 @@ impl Picture {
         let mut cells: Vec<CellView> = self
             .cells
             .iter()
-            .map(|(c, agg)| CellView {
-                h3: *c,
-                res: u8::from(c.resolution()),
-                agg: agg.clone(),
-            })
+            .map(|(c, agg)| self.cell_view(*c, agg))
             .collect();
         cells.sort_unstable_by_key(|c| c.h3);
         let canonical = Canonical {
@@ -1234,9 +1265,10 @@ impl Picture {
     }
 }
 
-fn empty_sensor(kind: &str) -> Sensor {
+fn empty_sensor(kind: &str, kind_id: NameId) -> Sensor {
     Sensor {
         kind: kind.to_owned(),
+        kind_id,
         unit: String::new(),
         name: None,
         pos: None,

@@ -87,7 +87,7 @@ fn a_sensor_lands_in_its_cell_at_every_resolution() {
         assert_eq!(cell.h3, expected);
         assert_eq!(cell.agg.sensors, 1);
         assert_eq!(cell.agg.max_level, 1, "4.0 m NHN is above 3.6");
-        assert_eq!(cell.agg.kinds["water_level"].max_value, Some(4.0));
+        assert_eq!(cell.kinds()["water_level"].max_value, Some(4.0));
     }
     assert_eq!(delta.sensors.len(), 1);
     assert_eq!(delta.sensors[0].level, 1);

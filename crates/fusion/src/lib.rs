@@ -17,6 +17,7 @@ mod coverage;
 mod engine;
 mod event;
 mod freshness;
+mod names;
 pub mod space;
 mod status;
 mod trend;

@@ -2,11 +2,16 @@
 //! per-tick [`Delta`] and the [`Snapshot`]. Field names here are the
 //! websocket and REST contract (DESIGN §5): change them only additively.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use crate::EpochMs;
-use crate::cell::CellAgg;
+use crate::cell::{CellAgg, KindAgg};
 use crate::freshness::Freshness;
+use crate::names::{NameId, name_of};
 
 /// The operational meaning of a radio status, as far as the cell counts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -22,21 +27,78 @@ pub enum StatusClass {
     Unknown,
 }
 
-fn ser_cell<S: Serializer>(cell: &h3o::CellIndex, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(cell)
-}
-
 /// One cell at one resolution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CellView {
-    /// H3 index, as the usual 15-hex-digit string.
-    #[serde(serialize_with = "ser_cell")]
+    /// H3 index (serialised as the usual 15-hex-digit string).
     pub h3: h3o::CellIndex,
     /// Its resolution.
     pub res: u8,
     /// The aggregate.
-    #[serde(flatten)]
     pub agg: CellAgg,
+    /// The picture's names, for the aggregate's name ids.
+    pub(crate) names: Arc<Vec<Arc<str>>>,
+}
+
+impl CellView {
+    /// Unit counts by type name.
+    pub fn unit_types(&self) -> BTreeMap<String, u32> {
+        self.agg
+            .unit_types
+            .iter()
+            .map(|(id, n)| (name_of(&self.names, *id).to_owned(), *n))
+            .collect()
+    }
+
+    /// Sensor aggregates by kind name.
+    pub fn kinds(&self) -> BTreeMap<String, KindAgg> {
+        self.agg
+            .kinds
+            .iter()
+            .map(|(id, k)| (name_of(&self.names, *id).to_owned(), *k))
+            .collect()
+    }
+}
+
+/// A sorted-by-id list written as a JSON object keyed by name, in name
+/// order (so the output does not depend on which name was seen first).
+struct Named<'a, V>(&'a [(NameId, V)], &'a [Arc<str>]);
+
+impl<V: Serialize> Serialize for Named<'_, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&str, &V)> = self
+            .0
+            .iter()
+            .map(|(id, v)| (name_of(self.1, *id), v))
+            .collect();
+        entries.sort_unstable_by_key(|(name, _)| *name);
+        let mut map = s.serialize_map(Some(entries.len()))?;
+        for (k, v) in entries {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for CellView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = &self.agg;
+        let mut st = s.serialize_struct("CellView", 13)?;
+        st.serialize_field("h3", &format_args!("{}", self.h3))?;
+        st.serialize_field("res", &self.res)?;
+        st.serialize_field("units_available", &a.units_available)?;
+        st.serialize_field("units_on_mission", &a.units_on_mission)?;
+        st.serialize_field("units_unavailable", &a.units_unavailable)?;
+        st.serialize_field("units_unknown", &a.units_unknown)?;
+        st.serialize_field("unit_types", &Named(&a.unit_types, &self.names))?;
+        st.serialize_field("sensors", &a.sensors)?;
+        st.serialize_field("kinds", &Named(&a.kinds, &self.names))?;
+        st.serialize_field("incidents", &a.incidents)?;
+        st.serialize_field("max_level", &a.max_level)?;
+        st.serialize_field("hazard", &a.hazard)?;
+        st.serialize_field("newest_ms", &a.newest_ms)?;
+        st.end()
+    }
 }
 
 /// A sensor as shown.

@@ -616,10 +616,10 @@ fn engine_state(p: &Picture) -> State {
                         units_on_mission: a.units_on_mission,
                         units_unavailable: a.units_unavailable,
                         units_unknown: a.units_unknown,
-                        unit_types: a.unit_types.clone(),
+                        unit_types: c.unit_types(),
                         sensors: a.sensors,
-                        kinds: a
-                            .kinds
+                        kinds: c
+                            .kinds()
                             .iter()
                             .map(|(k, v)| (k.clone(), (v.n, v.max_level, v.max_value)))
                             .collect(),
