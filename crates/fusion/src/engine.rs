@@ -7,6 +7,7 @@
 //! resolution by resolution, each parent being the merge of its children.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::Serialize;
@@ -23,6 +24,7 @@ use crate::event::{
 };
 use crate::freshness::Freshness;
 use crate::names::{NameId, Names};
+use crate::registry::{Registry, Slot};
 use crate::status::StatusTable;
 use crate::trend::Trend;
 use crate::view::{
@@ -152,11 +154,12 @@ pub enum Outcome {
     Outdated,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A cell member, by slot: eight bytes, no string compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Member {
-    Unit(String),
-    Sensor(String),
-    Incident(String),
+    Unit(Slot),
+    Sensor(Slot),
+    Incident(Slot),
 }
 
 #[derive(Debug, Clone)]
@@ -212,8 +215,10 @@ impl Unit {
 #[derive(Debug, Default)]
 struct Pending {
     cells: BTreeSet<CellIndex>,
-    units: BTreeSet<String>,
-    sensors: BTreeSet<String>,
+    units: BTreeSet<Slot>,
+    sensors: BTreeSet<Slot>,
+    units_removed: Vec<Arc<str>>,
+    sensors_removed: Vec<Arc<str>>,
     incidents: BTreeSet<String>,
     alerts: BTreeSet<u64>,
     clock_alerts: BTreeSet<u64>,
@@ -224,6 +229,8 @@ impl Pending {
         self.cells.is_empty()
             && self.units.is_empty()
             && self.sensors.is_empty()
+            && self.units_removed.is_empty()
+            && self.sensors_removed.is_empty()
             && self.incidents.is_empty()
             && self.alerts.is_empty()
             && self.clock_alerts.is_empty()
@@ -237,15 +244,15 @@ pub struct Picture {
     /// Served resolutions, finest first.
     resolutions: Vec<Resolution>,
     seq: u64,
-    sensors: BTreeMap<String, Sensor>,
-    units: BTreeMap<String, Unit>,
-    incidents: BTreeMap<String, Incident>,
+    sensors: Registry<Sensor>,
+    units: Registry<Unit>,
+    incidents: Registry<Incident>,
     /// Alerts raised by events (ids `A<n>`): part of the digest.
     alerts: BTreeMap<u64, AlertView>,
     /// Alerts raised by the clock, such as a source going stale (ids
     /// `S<n>`): left out of the digest like every clock-derived field.
     clock_alerts: BTreeMap<u64, AlertView>,
-    members: HashMap<CellIndex, BTreeSet<Member>>,
+    members: HashMap<CellIndex, Vec<Member>>,
     cells: HashMap<CellIndex, CellAgg>,
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
@@ -316,9 +323,9 @@ impl Picture {
             config,
             resolutions,
             seq: 0,
-            sensors: BTreeMap::new(),
-            units: BTreeMap::new(),
-            incidents: BTreeMap::new(),
+            sensors: Registry::default(),
+            units: Registry::default(),
+            incidents: Registry::default(),
             alerts: BTreeMap::new(),
             clock_alerts: BTreeMap::new(),
             members: HashMap::new(),
@@ -366,8 +373,8 @@ impl Picture {
             Event::UnitStatus(s) => Ok(self.unit_status(s)),
             Event::Incident(i) => self.incident(i),
             Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
-                Some(old) => {
-                    self.recover(&c.id, &old.cells, &[]);
+                Some((slot, _, old)) => {
+                    self.recover(slot, &old.cells, &[]);
                     self.areas.remove(&format!("incident:{}", c.id));
                     self.pending.incidents.insert(c.id.clone());
                     Outcome::Applied
@@ -382,20 +389,27 @@ impl Picture {
         Ok(ll.to_cell(self.resolutions[0]))
     }
 
+    /// Takes `member` out of `cell`'s member list.
+    fn leave(&mut self, cell: CellIndex, member: Member) {
+        if let Some(list) = self.members.get_mut(&cell) {
+            if let Some(i) = list.iter().position(|m| *m == member) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                self.members.remove(&cell);
+            }
+        }
+    }
+
     /// Moves `member` from `old` to `new` (either may be none) and marks
     /// the cells dirty.
     fn relocate(&mut self, member: Member, old: Option<CellIndex>, new: Option<CellIndex>) {
         if old != new {
             if let Some(o) = old {
-                if let Some(set) = self.members.get_mut(&o) {
-                    set.remove(&member);
-                    if set.is_empty() {
-                        self.members.remove(&o);
-                    }
-                }
+                self.leave(o, member);
             }
             if let Some(n) = new {
-                self.members.entry(n).or_default().insert(member);
+                self.members.entry(n).or_default().push(member);
             }
         }
         self.pending.cells.extend(old);
@@ -463,9 +477,9 @@ impl Picture {
             s.level = 0;
             s.level = self.level_for(&s, v);
         }
-        self.sensors.insert(m.id.clone(), s);
-        self.relocate(Member::Sensor(m.id.clone()), old_cell, Some(cell));
-        self.pending.sensors.insert(m.id.clone());
+        let slot = self.sensors.insert(&m.id, s);
+        self.relocate(Member::Sensor(slot), old_cell, Some(cell));
+        self.pending.sensors.insert(slot);
         Ok(Outcome::Applied)
     }
 
@@ -523,9 +537,9 @@ impl Picture {
             );
             self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
-        self.sensors.insert(o.id.clone(), s);
-        self.relocate(Member::Sensor(o.id.clone()), old_cell, cell);
-        self.pending.sensors.insert(o.id.clone());
+        let slot = self.sensors.insert(&o.id, s);
+        self.relocate(Member::Sensor(slot), old_cell, cell);
+        self.pending.sensors.insert(slot);
         Ok(if missed > 0 {
             Outcome::Gap(missed)
         } else {
@@ -638,15 +652,18 @@ impl Picture {
         pending.insert(n);
     }
 
-    fn unit_entry(&mut self, id: &str) -> &mut Unit {
-        let unknown = self.names.intern(UNKNOWN);
-        if !self.units.contains_key(id) {
-            self.units.insert(id.to_owned(), new_unit(unknown));
-        }
-        let Some(u) = self.units.get_mut(id) else {
-            unreachable!("inserted above")
+    fn unit_entry(&mut self, id: &str) -> (Slot, &mut Unit) {
+        let slot = match self.units.slot_of(id) {
+            Some(slot) => slot,
+            None => {
+                let unknown = self.names.intern(UNKNOWN);
+                self.units.insert(id, new_unit(unknown))
+            }
         };
-        u
+        let Some(u) = self.units.at_mut(slot) else {
+            unreachable!("slot {slot} was just looked up or filled")
+        };
+        (slot, u)
     }
 }
 
@@ -677,7 +694,7 @@ impl Picture {
     fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
         let before = self.presence(&m.id);
         let type_id = self.names.intern(&m.unit_type);
-        let u = self.unit_entry(&m.id);
+        let (slot, u) = self.unit_entry(&m.id);
         if u.callsign.as_deref() == Some(&m.callsign)
             && u.unit_type == m.unit_type
             && u.org == m.org
@@ -694,7 +711,7 @@ impl Picture {
         // Descriptions carry no time: the unit's newest report dates the change.
         let ts = u.newest_ms().unwrap_or(0);
         self.pending.cells.extend(cell);
-        self.pending.units.insert(m.id.clone());
+        self.pending.units.insert(slot);
         self.unit_moved_in_areas(&m.id, before, ts);
         Outcome::Applied
     }
@@ -702,7 +719,7 @@ impl Picture {
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
         let cell = self.index(p.lat, p.lon)?;
         let before = self.presence(&p.id);
-        let u = self.unit_entry(&p.id);
+        let (slot, u) = self.unit_entry(&p.id);
         if let Some(t) = u.pos_ts_ms {
             if p.ts_ms == t && u.pos == Some((p.lat, p.lon)) {
                 return Ok(Outcome::Duplicate);
@@ -720,8 +737,8 @@ impl Picture {
         u.source = p.source.clone();
         u.cell = Some(cell);
         let callsign = u.callsign.clone().unwrap_or_else(|| p.id.clone());
-        self.relocate(Member::Unit(p.id.clone()), old_cell, Some(cell));
-        self.pending.units.insert(p.id.clone());
+        self.relocate(Member::Unit(slot), old_cell, Some(cell));
+        self.pending.units.insert(slot);
         self.unit_moved_in_areas(&p.id, before, p.ts_ms);
         if old_cell != Some(cell) {
             let before = self.incidents_at(old_cell);
@@ -729,7 +746,7 @@ impl Picture {
                 if before.contains(&inc) {
                     continue;
                 }
-                let Some(view) = self.incidents.get(&inc).map(|i| i.view.clone()) else {
+                let Some(view) = self.incidents.at(inc).map(|i| i.view.clone()) else {
                     continue;
                 };
                 let what = view.title.as_deref().unwrap_or(&view.keyword);
@@ -737,7 +754,7 @@ impl Picture {
                 self.raise(
                     "unit_in_incident_area",
                     &p.id,
-                    Some(&inc),
+                    Some(&view.id),
                     1,
                     message,
                     p.ts_ms,
@@ -750,7 +767,7 @@ impl Picture {
     fn unit_status(&mut self, s: &UnitStatus) -> Outcome {
         let class = self.config.status_table.get(s.status).class;
         let before = self.presence(&s.id);
-        let u = self.unit_entry(&s.id);
+        let (slot, u) = self.unit_entry(&s.id);
         if let Some(t) = u.status_ts_ms {
             if s.ts_ms == t && u.status == Some(s.status) {
                 return Outcome::Duplicate;
@@ -766,7 +783,7 @@ impl Picture {
         }
         let cell = u.cell;
         self.pending.cells.extend(cell);
-        self.pending.units.insert(s.id.clone());
+        self.pending.units.insert(slot);
         self.unit_moved_in_areas(&s.id, before, s.ts_ms);
         Outcome::Applied
     }
@@ -799,14 +816,13 @@ impl Picture {
             .get(&i.id)
             .map(|o| o.cells.clone())
             .unwrap_or_default();
-        self.recover(&i.id, &old_cells, &cells);
         let key = format!("incident:{}", i.id);
         match self.config.requirements.get(&i.keyword).cloned() {
             Some(require) => {
                 let units: Vec<Presence> = self
                     .units
-                    .keys()
-                    .filter_map(|id| self.presence_always(id))
+                    .iter()
+                    .filter_map(|(_, id, _)| self.presence_always(id))
                     .collect();
                 let name = format!("{} {}", i.keyword, i.title.as_deref().unwrap_or(&i.id));
                 self.areas
@@ -814,8 +830,8 @@ impl Picture {
             }
             None => self.areas.remove(&key),
         }
-        self.incidents.insert(
-            i.id.clone(),
+        let slot = self.incidents.insert(
+            &i.id,
             Incident {
                 view: IncidentView {
                     id: i.id.clone(),
@@ -825,9 +841,10 @@ impl Picture {
                     geometry: i.geometry.clone(),
                     ts_ms: i.ts_ms,
                 },
-                cells,
+                cells: cells.clone(),
             },
         );
+        self.recover(slot, &old_cells, &cells);
         self.pending.incidents.insert(i.id.clone());
         Ok(Outcome::Applied)
     }
@@ -835,31 +852,28 @@ impl Picture {
     /// Moves an incident's cell memberships from `old` to `new` (both
     /// sorted) and marks every touched cell dirty: severity or keyword may
     /// have changed even where the area did not.
-    fn recover(&mut self, id: &str, old: &[CellIndex], new: &[CellIndex]) {
-        let member = Member::Incident(id.to_owned());
+    fn recover(&mut self, slot: Slot, old: &[CellIndex], new: &[CellIndex]) {
+        let member = Member::Incident(slot);
         for c in old {
             if new.binary_search(c).is_err() {
-                if let Some(set) = self.members.get_mut(c) {
-                    set.remove(&member);
-                    if set.is_empty() {
-                        self.members.remove(c);
-                    }
-                }
+                self.leave(*c, member);
             }
         }
         for c in new {
-            self.members.entry(*c).or_default().insert(member.clone());
+            if old.binary_search(c).is_err() {
+                self.members.entry(*c).or_default().push(member);
+            }
         }
         self.pending.cells.extend(old.iter().chain(new));
     }
 
     /// Incidents whose area covers `cell`.
-    fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<String> {
+    fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<Slot> {
         cell.and_then(|c| self.members.get(&c))
             .into_iter()
             .flatten()
             .filter_map(|m| match m {
-                Member::Incident(id) => Some(id.clone()),
+                Member::Incident(slot) => Some(*slot),
                 _ => None,
             })
             .collect()
@@ -889,20 +903,22 @@ impl Picture {
             EntityKind::Unit => {
                 let before = self.presence(id);
                 match self.units.remove(id) {
-                    Some(u) => {
+                    Some((slot, key, u)) => {
                         // Counts follow; a removal is no shortage news.
                         let _ = self.areas.unit_changed(before.as_ref(), None);
-                        self.relocate(Member::Unit(id.to_owned()), u.cell, None);
-                        self.pending.units.insert(id.to_owned());
+                        self.relocate(Member::Unit(slot), u.cell, None);
+                        self.pending.units.remove(&slot);
+                        self.pending.units_removed.push(key);
                         true
                     }
                     None => false,
                 }
             }
             EntityKind::Sensor => match self.sensors.remove(id) {
-                Some(s) => {
-                    self.relocate(Member::Sensor(id.to_owned()), s.cell, None);
-                    self.pending.sensors.insert(id.to_owned());
+                Some((slot, key, s)) => {
+                    self.relocate(Member::Sensor(slot), s.cell, None);
+                    self.pending.sensors.remove(&slot);
+                    self.pending.sensors_removed.push(key);
                     true
                 }
                 None => false,
@@ -919,18 +935,18 @@ impl Picture {
         agg.clear();
         for m in self.members.get(&cell).into_iter().flatten() {
             match m {
-                Member::Unit(id) => {
-                    if let Some(u) = self.units.get(id) {
+                Member::Unit(slot) => {
+                    if let Some(u) = self.units.at(*slot) {
                         agg.add_unit(u.class, u.type_id, u.newest_ms());
                     }
                 }
-                Member::Sensor(id) => {
-                    if let Some(s) = self.sensors.get(id) {
+                Member::Sensor(slot) => {
+                    if let Some(s) = self.sensors.at(*slot) {
                         agg.add_sensor(s.kind_id, s.level, s.value, s.ts_ms);
                     }
                 }
-                Member::Incident(id) => {
-                    if let Some(i) = self.incidents.get(id) {
+                Member::Incident(slot) => {
+                    if let Some(i) = self.incidents.at(*slot) {
                         agg.add_incident(i.view.severity, Some(i.view.ts_ms));
                     }
                 }
@@ -980,9 +996,9 @@ impl Picture {
         let expired = |ts: Option<EpochMs>| {
             ts.is_some_and(|t| now_ms.saturating_sub(t) > self.config.retention_ms)
         };
-        let mut raise = Vec::new();
+        let mut raise: Vec<(&str, Arc<str>, u8, String)> = Vec::new();
         let mut remove = Vec::new();
-        for (id, u) in &self.units {
+        for (slot, id, u) in self.units.iter() {
             if expired(u.newest_ms()) {
                 remove.push((EntityKind::Unit, id.clone()));
                 continue;
@@ -994,7 +1010,7 @@ impl Picture {
             if u.shown == Some(now) {
                 continue;
             }
-            self.pending.units.insert(id.clone());
+            self.pending.units.insert(slot);
             let name = u.callsign.as_deref().unwrap_or(id);
             if let Some((before, was_silent)) = u.shown {
                 if now.1 && !was_silent {
@@ -1014,7 +1030,7 @@ impl Picture {
                 }
             }
         }
-        for (id, s) in &self.sensors {
+        for (slot, id, s) in self.sensors.iter() {
             if expired(s.ts_ms) {
                 remove.push((EntityKind::Sensor, id.clone()));
                 continue;
@@ -1023,7 +1039,7 @@ impl Picture {
             if s.shown == Some(f) {
                 continue;
             }
-            self.pending.sensors.insert(id.clone());
+            self.pending.sensors.insert(slot);
             if f == Freshness::Stale && s.shown.is_some_and(|b| b < Freshness::Stale) {
                 let name = s.name.as_deref().unwrap_or(id);
                 let msg = format!(
@@ -1033,6 +1049,9 @@ impl Picture {
                 raise.push(("stale_source", id.clone(), 1, msg));
             }
         }
+        // Slot order depends on history; ids give the clock series a
+        // stable order.
+        raise.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
         for (kind, id, level, message) in raise {
             self.raise_in(true, kind, &id, None, level, message, now_ms);
         }
@@ -1077,28 +1096,32 @@ impl Picture {
             dirty = parents;
         }
 
-        for id in pending.units {
-            match self.unit_view(&id, Some(now_ms)) {
-                Some(v) => {
-                    if let Some(u) = self.units.get_mut(&id) {
-                        u.shown = v.freshness.zip(v.silent);
-                    }
-                    delta.units.push(v);
-                }
-                None => delta.units_removed.push(id),
+        for slot in pending.units {
+            let Some((id, u)) = self.units.entry_at(slot) else {
+                continue;
+            };
+            let v = self.unit_view(id, u, Some(now_ms));
+            if let Some(u) = self.units.at_mut(slot) {
+                u.shown = v.freshness.zip(v.silent);
             }
+            delta.units.push(v);
         }
-        for id in pending.sensors {
-            match self.sensor_view(&id, Some(now_ms)) {
-                Some(v) => {
-                    if let Some(s) = self.sensors.get_mut(&id) {
-                        s.shown = v.freshness;
-                    }
-                    delta.sensors.push(v);
-                }
-                None => delta.sensors_removed.push(id),
+        delta
+            .units_removed
+            .extend(pending.units_removed.iter().map(|id| id.to_string()));
+        for slot in pending.sensors {
+            let Some((id, s)) = self.sensors.entry_at(slot) else {
+                continue;
+            };
+            let v = self.sensor_view(id, s, Some(now_ms));
+            if let Some(s) = self.sensors.at_mut(slot) {
+                s.shown = v.freshness;
             }
+            delta.sensors.push(v);
         }
+        delta
+            .sensors_removed
+            .extend(pending.sensors_removed.iter().map(|id| id.to_string()));
         for id in pending.incidents {
             match self.incidents.get(&id) {
                 Some(i) => delta.incidents.push(i.view.clone()),
@@ -1128,9 +1151,8 @@ impl Picture {
                 .is_some_and(|t| now_ms - t > self.config.silent_after_ms)
     }
 
-    fn unit_view(&self, id: &str, now_ms: Option<EpochMs>) -> Option<UnitView> {
-        let u = self.units.get(id)?;
-        Some(UnitView {
+    fn unit_view(&self, id: &str, u: &Unit, now_ms: Option<EpochMs>) -> UnitView {
+        UnitView {
             id: id.to_owned(),
             callsign: u.callsign.clone().unwrap_or_else(|| id.to_owned()),
             unit_type: u.unit_type.clone(),
@@ -1152,12 +1174,11 @@ impl Picture {
             freshness: now_ms
                 .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
             silent: now_ms.map(|now| self.is_silent(u, now)),
-        })
+        }
     }
 
-    fn sensor_view(&self, id: &str, now_ms: Option<EpochMs>) -> Option<SensorView> {
-        let s = self.sensors.get(id)?;
-        Some(SensorView {
+    fn sensor_view(&self, id: &str, s: &Sensor, now_ms: Option<EpochMs>) -> SensorView {
+        SensorView {
             id: id.to_owned(),
             kind: s.kind.clone(),
             unit: s.unit.clone(),
@@ -1171,7 +1192,7 @@ impl Picture {
             freshness: now_ms.map(|now| {
                 Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now)
             }),
-        })
+        }
     }
 
     /// The picture inside `viewport` as of the last flush (call
@@ -1190,17 +1211,24 @@ impl Picture {
             cells,
             units: self
                 .units
-                .keys()
-                .filter_map(|id| self.unit_view(id, Some(now_ms)))
-                .filter(|u| viewport.contains_point(u.lat, u.lon))
+                .sorted()
+                .into_iter()
+                .filter(|(_, u)| viewport.contains_point(u.pos.map(|p| p.0), u.pos.map(|p| p.1)))
+                .map(|(id, u)| self.unit_view(id, u, Some(now_ms)))
                 .collect(),
             sensors: self
                 .sensors
-                .keys()
-                .filter_map(|id| self.sensor_view(id, Some(now_ms)))
-                .filter(|s| viewport.contains_point(s.lat, s.lon))
+                .sorted()
+                .into_iter()
+                .filter(|(_, s)| viewport.contains_point(s.pos.map(|p| p.0), s.pos.map(|p| p.1)))
+                .map(|(id, s)| self.sensor_view(id, s, Some(now_ms)))
                 .collect(),
-            incidents: self.incidents.values().map(|i| i.view.clone()).collect(),
+            incidents: self
+                .incidents
+                .sorted()
+                .into_iter()
+                .map(|(_, i)| i.view.clone())
+                .collect(),
             alerts: self
                 .alerts
                 .values()
@@ -1233,15 +1261,22 @@ impl Picture {
         let canonical = Canonical {
             sensors: self
                 .sensors
-                .keys()
-                .filter_map(|id| self.sensor_view(id, None))
+                .sorted()
+                .into_iter()
+                .map(|(id, s)| self.sensor_view(id, s, None))
                 .collect(),
             units: self
                 .units
-                .keys()
-                .filter_map(|id| self.unit_view(id, None))
+                .sorted()
+                .into_iter()
+                .map(|(id, u)| self.unit_view(id, u, None))
                 .collect(),
-            incidents: self.incidents.values().map(|i| &i.view).collect(),
+            incidents: self
+                .incidents
+                .sorted()
+                .into_iter()
+                .map(|(_, i)| &i.view)
+                .collect(),
             cells,
             alerts: self.alerts.values().collect(),
         };

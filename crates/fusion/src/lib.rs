@@ -18,6 +18,7 @@ mod engine;
 mod event;
 mod freshness;
 mod names;
+mod registry;
 pub mod space;
 mod status;
 mod trend;
