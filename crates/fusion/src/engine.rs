@@ -252,8 +252,8 @@ pub struct Picture {
     /// Alerts raised by the clock, such as a source going stale (ids
     /// `S<n>`): left out of the digest like every clock-derived field.
     clock_alerts: BTreeMap<u64, AlertView>,
-    members: HashMap<CellIndex, Vec<Member>>,
-    cells: HashMap<CellIndex, CellAgg>,
+    members: HashMap<CellIndex, Vec<Member>, ahash::RandomState>,
+    cells: HashMap<CellIndex, Arc<CellAgg>, ahash::RandomState>,
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
     areas: Areas,
@@ -328,8 +328,8 @@ impl Picture {
             incidents: Registry::default(),
             alerts: BTreeMap::new(),
             clock_alerts: BTreeMap::new(),
-            members: HashMap::new(),
-            cells: HashMap::new(),
+            members: HashMap::default(),
+            cells: HashMap::default(),
             pending: Pending::default(),
             last_scan_ms: None,
         }
@@ -962,18 +962,20 @@ impl Picture {
                 delta.cells_removed.push(cell.to_string());
                 delta.cells_removed_idx.push(cell);
             }
-        } else if self.cells.get(&cell) != Some(agg) {
+        } else if self.cells.get(&cell).map(|a| &**a) != Some(agg) {
+            // One copy, shared by the picture and the delta.
+            let shared = Arc::new(agg.clone());
             delta.cells.push(CellView {
                 h3: cell,
                 res: u8::from(cell.resolution()),
-                agg: agg.clone(),
+                agg: shared.clone(),
                 names: self.names.shared(),
             });
-            self.cells.insert(cell, agg.clone());
+            self.cells.insert(cell, shared);
         }
     }
 
-    fn cell_view(&self, cell: CellIndex, agg: &CellAgg) -> CellView {
+    fn cell_view(&self, cell: CellIndex, agg: &Arc<CellAgg>) -> CellView {
         CellView {
             h3: cell,
             res: u8::from(cell.resolution()),

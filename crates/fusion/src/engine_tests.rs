@@ -126,7 +126,7 @@ fn parents_are_the_merge_of_their_children() {
                     merged.merge(c);
                 }
             }
-            assert_eq!(&merged, agg, "cell {cell}");
+            assert_eq!(&merged, &**agg, "cell {cell}");
         }
     }
     let total: u32 = p

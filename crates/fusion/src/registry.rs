@@ -11,7 +11,7 @@ pub(crate) type Slot = u32;
 #[derive(Debug)]
 pub(crate) struct Registry<T> {
     slots: Vec<Option<(Arc<str>, T)>>,
-    index: HashMap<Arc<str>, Slot>,
+    index: HashMap<Arc<str>, Slot, ahash::RandomState>,
     free: Vec<Slot>,
 }
 
@@ -19,7 +19,7 @@ impl<T> Default for Registry<T> {
     fn default() -> Self {
         Registry {
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             free: Vec::new(),
         }
     }

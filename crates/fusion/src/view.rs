@@ -34,8 +34,8 @@ pub struct CellView {
     pub h3: h3o::CellIndex,
     /// Its resolution.
     pub res: u8,
-    /// The aggregate.
-    pub agg: CellAgg,
+    /// The aggregate (shared with the picture).
+    pub agg: Arc<CellAgg>,
     /// The picture's names, for the aggregate's name ids.
     pub(crate) names: Arc<Vec<Arc<str>>>,
 }
