@@ -30,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Publishes a scenario to an MQTT broker.
     Sim(SimArgs),
+    /// Benchmarks; `--json` prints one JSON object as the last line.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a).await,
         Command::Sim(a) => sim(a).await,
+        Command::Bench(b) => crate::bench::run(b),
     }
 }
 

@@ -5,6 +5,7 @@
 //! broadcasts deltas, the viewer serves websocket clients. It also runs the
 //! simulator (`sim`) and the all-in-one `demo`.
 
+mod bench;
 mod cli;
 mod config;
 mod driver;

@@ -1,0 +1,47 @@
+//! `rescuemate bench fusion --json`: a small run prints its figures as one
+//! JSON object on the last line. Timings are not asserted (machines vary).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn bench_fusion_prints_json_figures_last() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
+        .args([
+            "bench", "fusion", "--json", "--events", "20000", "--runs", "2",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run rescuemate bench fusion");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.len() > 1,
+        "expected human-readable lines before the JSON:\n{stdout}"
+    );
+    let last = lines.last().copied().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).expect("last line is JSON");
+    for key in [
+        "events_per_s",
+        "raw_events_per_s",
+        "ratio",
+        "bytes_per_cell",
+        "cells_res10",
+        "cells_total",
+        "events",
+    ] {
+        let n = v[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number in {last}"));
+        assert!(n > 0.0, "{key} = {n} is not positive in {last}");
+    }
+    assert_eq!(v["events"].as_u64(), Some(20_000));
+    assert!(v["cells_total"].as_u64() >= v["cells_res10"].as_u64());
+}
