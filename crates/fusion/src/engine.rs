@@ -252,6 +252,9 @@ pub struct Picture {
     /// Alerts raised by the clock, such as a source going stale (ids
     /// `S<n>`): left out of the digest like every clock-derived field.
     clock_alerts: BTreeMap<u64, AlertView>,
+    /// Unacknowledged alerts by what they are about, for the no-copy rule
+    /// (level and key of each).
+    open_alerts: HashMap<OpenKey, Vec<(u8, u64)>, ahash::RandomState>,
     members: HashMap<CellIndex, Vec<Member>, ahash::RandomState>,
     cells: HashMap<CellIndex, Arc<CellAgg>, ahash::RandomState>,
     pending: Pending,
@@ -259,6 +262,9 @@ pub struct Picture {
     areas: Areas,
     names: Names,
 }
+
+/// What an alert is about: (clock series, kind, entity, related).
+type OpenKey = (bool, Box<str>, Box<str>, Option<Box<str>>);
 
 /// Which kind of entity an operator removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,6 +334,7 @@ impl Picture {
             incidents: Registry::default(),
             alerts: BTreeMap::new(),
             clock_alerts: BTreeMap::new(),
+            open_alerts: HashMap::default(),
             members: HashMap::default(),
             cells: HashMap::default(),
             pending: Pending::default(),
@@ -625,17 +632,13 @@ impl Picture {
         } else {
             (&mut self.alerts, &mut self.pending.alerts, 'A')
         };
-        let already_open = alerts.values().any(|a| {
-            !a.acked
-                && a.kind == kind
-                && a.entity == entity
-                && a.related.as_deref() == related
-                && a.level >= level
-        });
-        if already_open {
+        let key: OpenKey = (clocked, kind.into(), entity.into(), related.map(Into::into));
+        let open = self.open_alerts.entry(key).or_default();
+        if open.iter().any(|(l, _)| *l >= level) {
             return;
         }
         let n = alerts.keys().next_back().map_or(1, |k| k + 1);
+        open.push((level, n));
         alerts.insert(
             n,
             AlertView {
@@ -889,6 +892,18 @@ impl Picture {
                 if !a.acked {
                     a.acked = true;
                     pending.insert(*n);
+                    let key: OpenKey = (
+                        a.id.starts_with('S'),
+                        a.kind.as_str().into(),
+                        a.entity.as_str().into(),
+                        a.related.as_deref().map(Into::into),
+                    );
+                    if let Some(open) = self.open_alerts.get_mut(&key) {
+                        open.retain(|(_, k)| k != n);
+                        if open.is_empty() {
+                            self.open_alerts.remove(&key);
+                        }
+                    }
                 }
                 return Ok(());
             }
