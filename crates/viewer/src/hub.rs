@@ -145,6 +145,20 @@ impl Hub {
         self.spaces.read().ok()?.get(space).cloned()
     }
 
+    /// Sends a request built around a fresh reply channel and waits for the
+    /// answer; `Closed` when the owner task is gone.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(request(reply))
+            .await
+            .map_err(|_| HubError::Closed)?;
+        rx.await.map_err(|_| HubError::Closed)
+    }
+
     /// The handle of `space`, creating the space if it is new.
     pub async fn open(&self, space: &str) -> Result<SpaceHandle, HubError> {
         if !fusion::space::is_valid_space(space) {
@@ -153,15 +167,11 @@ impl Hub {
         if let Some(h) = self.get(space) {
             return Ok(h);
         }
-        let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Open {
-                space: space.to_owned(),
-                reply,
-            })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        rx.await.map_err(|_| HubError::Closed)
+        self.ask(|reply| Request::Open {
+            space: space.to_owned(),
+            reply,
+        })
+        .await
     }
 
     /// A snapshot of `viewport` in an existing `space`.
@@ -173,18 +183,13 @@ impl Hub {
         if !fusion::space::is_valid_space(space) {
             return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
         }
-        let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Snapshot {
-                space: space.to_owned(),
-                viewport,
-                reply,
-            })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        rx.await
-            .map_err(|_| HubError::Closed)?
-            .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+        self.ask(|reply| Request::Snapshot {
+            space: space.to_owned(),
+            viewport,
+            reply,
+        })
+        .await?
+        .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
     }
 
     /// Removes a unit or sensor from a space's picture.
@@ -194,34 +199,24 @@ impl Hub {
         kind: fusion::EntityKind,
         id: &str,
     ) -> Result<(), HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Remove {
-                space: space.to_owned(),
-                kind,
-                id: id.to_owned(),
-                reply,
-            })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        rx.await
-            .map_err(|_| HubError::Closed)?
-            .map_err(HubError::Refused)
+        self.ask(|reply| Request::Remove {
+            space: space.to_owned(),
+            kind,
+            id: id.to_owned(),
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
     }
 
     /// Acknowledges an alert.
     pub async fn ack(&self, space: &str, alert: &str) -> Result<(), HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Ack {
-                space: space.to_owned(),
-                alert: alert.to_owned(),
-                reply,
-            })
-            .await
-            .map_err(|_| HubError::Closed)?;
-        rx.await
-            .map_err(|_| HubError::Closed)?
-            .map_err(HubError::Refused)
+        self.ask(|reply| Request::Ack {
+            space: space.to_owned(),
+            alert: alert.to_owned(),
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
     }
 }
