@@ -98,15 +98,12 @@ async fn the_pipeline_works_against_mosquitto() {
         seq = d["seq"].as_u64().expect("seq");
     }
 
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
+    let ts = now_ms();
     let published = Instant::now();
     publish(
         &mqtt,
         "rm/v1/live/sensor/bunthaus/obs",
-        json!({"ts": ts as u64, "value": 3.9}).to_string(),
+        json!({"ts": ts, "value": 3.9}).to_string(),
         false,
     )
     .await;

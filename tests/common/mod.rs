@@ -35,13 +35,8 @@ pub fn skip_unless(available: bool, what: &str) -> bool {
     true
 }
 
-/// Wall clock, epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
+/// Wall clock, epoch milliseconds (the same clock ingest stamps with).
+pub use ingest::now_ms;
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {

@@ -171,8 +171,12 @@ struct Incident {
 
 #[derive(Debug, Clone)]
 struct Sensor {
-    kind: String,
     kind_id: NameId,
+    /// The thresholds in force (the sensor's own, else its kind's) and the
+    /// kind's time-to-live, resolved when the sensor is described rather
+    /// than looked up by name on every observation and scan.
+    scale: Arc<[f64]>,
+    ttl_ms: i64,
     unit: String,
     name: Option<String>,
     pos: Option<(f64, f64)>,
@@ -189,7 +193,6 @@ struct Sensor {
 #[derive(Debug, Clone)]
 struct Unit {
     callsign: Option<String>,
-    unit_type: String,
     type_id: NameId,
     org: String,
     strength: Option<u32>,
@@ -281,6 +284,23 @@ pub enum RemoveError {
     /// No such entity.
     #[error("no entity with id {0:?}")]
     Unknown(String),
+}
+
+/// The level of `value` on `scale`, given the current level: with
+/// hysteresis on the way down so a value hovering at a threshold does not
+/// flap.
+fn level_for(scale: &[f64], current: u8, value: f64) -> u8 {
+    let count = |f: &dyn Fn(f64) -> f64| {
+        let n = scale.iter().filter(|t| value >= f(**t)).count();
+        u8::try_from(n).unwrap_or(MAX_LEVEL).min(MAX_LEVEL)
+    };
+    let raw = count(&|t| t);
+    if raw >= current {
+        raw
+    } else {
+        let sticky = count(&|t| t - (t.abs() * HYSTERESIS_FRACTION).max(HYSTERESIS_MIN));
+        sticky.min(current)
+    }
 }
 
 /// "12 min ago" style age for alert texts.
@@ -423,40 +443,13 @@ impl Picture {
         self.pending.cells.extend(new);
     }
 
-    fn thresholds_of<'a>(&'a self, s: &'a Sensor) -> &'a [f64] {
-        match &s.thresholds {
-            Some(t) => t,
-            None => self
-                .config
-                .catalogue
-                .get(&s.kind)
-                .map_or(&[][..], |k| &k.thresholds),
-        }
-    }
-
-    /// The level of `value` given the current level, with hysteresis on the
-    /// way down so a value hovering at a threshold does not flap.
-    fn level_for(&self, s: &Sensor, value: f64) -> u8 {
-        let th = self.thresholds_of(s);
-        let count = |f: &dyn Fn(f64) -> f64| {
-            let n = th.iter().filter(|t| value >= f(**t)).count();
-            u8::try_from(n).unwrap_or(MAX_LEVEL).min(MAX_LEVEL)
-        };
-        let raw = count(&|t| t);
-        if raw >= s.level {
-            raw
-        } else {
-            let sticky = count(&|t| t - (t.abs() * HYSTERESIS_FRACTION).max(HYSTERESIS_MIN));
-            sticky.min(s.level)
-        }
-    }
-
     fn sensor_meta(&mut self, m: &SensorMeta) -> Result<Outcome, Refusal> {
         let cell = self.index(m.lat, m.lon)?;
         let spec_unit = m.unit.clone();
+        let kind_id = self.names.intern(&m.kind);
         let existing = self.sensors.get(&m.id);
         if let Some(s) = existing {
-            if s.kind == m.kind
+            if s.kind_id == kind_id
                 && s.unit == m.unit
                 && s.name == m.name
                 && s.pos == Some((m.lat, m.lon))
@@ -465,15 +458,20 @@ impl Picture {
                 return Ok(Outcome::Duplicate);
             }
         }
-        let kind_id = self.names.intern(&m.kind);
         let mut s = existing
             .cloned()
-            .unwrap_or_else(|| empty_sensor(&m.kind, kind_id));
+            .unwrap_or_else(|| self.empty_sensor(kind_id));
         let old_cell = s.cell;
         // A new name or position keeps the level (and its hysteresis); a
         // new scale re-evaluates it from scratch.
-        let same_scale = s.kind == m.kind && s.thresholds == m.thresholds;
-        s.kind = m.kind.clone();
+        let same_scale = s.kind_id == kind_id && s.thresholds == m.thresholds;
+        let spec = self.config.catalogue.get(&m.kind);
+        s.scale = match (&m.thresholds, spec) {
+            (Some(own), _) => Arc::from(own.as_slice()),
+            (None, Some(spec)) => Arc::from(spec.thresholds.as_slice()),
+            (None, None) => Arc::from([]),
+        };
+        s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
         s.kind_id = kind_id;
         s.unit = spec_unit;
         s.name = m.name.clone();
@@ -481,8 +479,7 @@ impl Picture {
         s.thresholds = m.thresholds.clone();
         s.cell = Some(cell);
         if let (Some(v), false) = (s.value, same_scale) {
-            s.level = 0;
-            s.level = self.level_for(&s, v);
+            s.level = level_for(&s.scale, 0, v);
         }
         let slot = self.sensors.insert(&m.id, s);
         self.relocate(Member::Sensor(slot), old_cell, Some(cell));
@@ -495,29 +492,34 @@ impl Picture {
             (Some(lat), Some(lon)) => Some(self.index(lat, lon)?),
             _ => None,
         };
-        let mut s = match self.sensors.get(&o.id) {
-            Some(s) => {
-                if o.seq.is_some() && s.seq == o.seq {
-                    return Ok(Outcome::Duplicate);
-                }
-                if let Some(t) = s.ts_ms {
-                    if o.ts_ms == t && s.value == Some(o.value) {
-                        return Ok(Outcome::Duplicate);
-                    }
-                    if o.ts_ms <= t {
-                        return Ok(Outcome::Outdated);
-                    }
-                }
-                s.clone()
+        let slot = match self.sensors.slot_of(&o.id) {
+            Some(slot) => slot,
+            None => {
+                let unknown = self.names.intern(UNKNOWN);
+                let sensor = self.empty_sensor(unknown);
+                self.sensors.insert(&o.id, sensor)
             }
-            None => empty_sensor(UNKNOWN, self.names.intern(UNKNOWN)),
         };
+        let Some(s) = self.sensors.at_mut(slot) else {
+            unreachable!("slot {slot} was just looked up or filled")
+        };
+        if o.seq.is_some() && s.seq == o.seq {
+            return Ok(Outcome::Duplicate);
+        }
+        if let Some(t) = s.ts_ms {
+            if o.ts_ms == t && s.value == Some(o.value) {
+                return Ok(Outcome::Duplicate);
+            }
+            if o.ts_ms <= t {
+                return Ok(Outcome::Outdated);
+            }
+        }
         let missed = match (s.seq, o.seq) {
             (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
             _ => 0,
         };
         let old_level = s.level;
-        s.level = self.level_for(&s, o.value);
+        s.level = level_for(&s.scale, s.level, o.value);
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
@@ -527,24 +529,25 @@ impl Picture {
             s.pos = Some((lat, lon));
             s.cell = Some(c);
         }
-        let cell = s.cell;
-        if s.level > old_level {
-            let name = s.name.as_deref().unwrap_or(&o.id);
-            let message = format!(
-                "{name}: {} {} {} reached level {}",
-                s.kind, o.value, s.unit, s.level
-            );
-            self.raise("threshold", &o.id, None, s.level, message, o.ts_ms);
+        let (cell, level) = (s.cell, s.level);
+        let name = s.name.as_deref().unwrap_or(&o.id);
+        let rose = (level > old_level).then(|| {
+            let kind = self.names.name(s.kind_id);
+            format!(
+                "{name}: {kind} {} {} reached level {level}",
+                o.value, s.unit
+            )
+        });
+        let gap = (missed > 0).then(|| {
+            let seq = o.seq.unwrap_or(0);
+            format!("{name}: {missed} message(s) missing before seq {seq}")
+        });
+        if let Some(message) = rose {
+            self.raise("threshold", &o.id, None, level, message, o.ts_ms);
         }
-        if missed > 0 {
-            let name = s.name.as_deref().unwrap_or(&o.id);
-            let message = format!(
-                "{name}: {missed} message(s) missing before seq {}",
-                o.seq.unwrap_or(0)
-            );
+        if let Some(message) = gap {
             self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
-        let slot = self.sensors.insert(&o.id, s);
         self.relocate(Member::Sensor(slot), old_cell, cell);
         self.pending.sensors.insert(slot);
         Ok(if missed > 0 {
@@ -552,6 +555,31 @@ impl Picture {
         } else {
             Outcome::Applied
         })
+    }
+
+    /// A sensor known by its id only, of the kind `kind_id`.
+    fn empty_sensor(&self, kind_id: NameId) -> Sensor {
+        let kind = self.names.name(kind_id);
+        Sensor {
+            kind_id,
+            scale: self
+                .config
+                .catalogue
+                .get(kind)
+                .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice())),
+            ttl_ms: self.config.catalogue.ttl_ms(kind),
+            unit: String::new(),
+            name: None,
+            pos: None,
+            thresholds: None,
+            value: None,
+            ts_ms: None,
+            seq: None,
+            level: 0,
+            cell: None,
+            shown: None,
+            trend: Trend::default(),
+        }
     }
 
     /// What a unit contributes to area counts (none without a position, and
@@ -568,7 +596,7 @@ impl Picture {
         Some(Presence {
             cell: u.cell?,
             class: u.class,
-            unit_type: u.unit_type.clone(),
+            unit_type: self.names.name(u.type_id).to_owned(),
         })
     }
 
@@ -676,7 +704,6 @@ fn new_unit(type_id: NameId) -> Unit {
     Unit {
         callsign: None,
         type_id,
-        unit_type: UNKNOWN.to_owned(),
         org: "unknown".to_owned(),
         strength: None,
         pos: None,
@@ -699,14 +726,13 @@ impl Picture {
         let type_id = self.names.intern(&m.unit_type);
         let (slot, u) = self.unit_entry(&m.id);
         if u.callsign.as_deref() == Some(&m.callsign)
-            && u.unit_type == m.unit_type
+            && u.type_id == type_id
             && u.org == m.org
             && u.strength == m.strength
         {
             return Outcome::Duplicate;
         }
         u.callsign = Some(m.callsign.clone());
-        u.unit_type = m.unit_type.clone();
         u.type_id = type_id;
         u.org = m.org.clone();
         u.strength = m.strength;
@@ -1052,7 +1078,7 @@ impl Picture {
                 remove.push((EntityKind::Sensor, id.clone()));
                 continue;
             }
-            let f = Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now_ms);
+            let f = Freshness::classify(s.ts_ms, s.ttl_ms, now_ms);
             if s.shown == Some(f) {
                 continue;
             }
@@ -1172,7 +1198,7 @@ impl Picture {
         UnitView {
             id: id.to_owned(),
             callsign: u.callsign.clone().unwrap_or_else(|| id.to_owned()),
-            unit_type: u.unit_type.clone(),
+            unit_type: self.names.name(u.type_id).to_owned(),
             org: u.org.clone(),
             strength: u.strength,
             lat: u.pos.map(|p| p.0),
@@ -1197,7 +1223,7 @@ impl Picture {
     fn sensor_view(&self, id: &str, s: &Sensor, now_ms: Option<EpochMs>) -> SensorView {
         SensorView {
             id: id.to_owned(),
-            kind: s.kind.clone(),
+            kind: self.names.name(s.kind_id).to_owned(),
             unit: s.unit.clone(),
             name: s.name.clone(),
             lat: s.pos.map(|p| p.0),
@@ -1206,9 +1232,7 @@ impl Picture {
             trend_per_h: s.trend.per_hour(),
             level: s.level,
             ts_ms: s.ts_ms,
-            freshness: now_ms.map(|now| {
-                Freshness::classify(s.ts_ms, self.config.catalogue.ttl_ms(&s.kind), now)
-            }),
+            freshness: now_ms.map(|now| Freshness::classify(s.ts_ms, s.ttl_ms, now)),
         }
     }
 
@@ -1314,24 +1338,6 @@ impl Picture {
             self.incidents.len(),
             self.cells.len(),
         )
-    }
-}
-
-fn empty_sensor(kind: &str, kind_id: NameId) -> Sensor {
-    Sensor {
-        kind: kind.to_owned(),
-        kind_id,
-        unit: String::new(),
-        name: None,
-        pos: None,
-        thresholds: None,
-        value: None,
-        ts_ms: None,
-        seq: None,
-        level: 0,
-        cell: None,
-        shown: None,
-        trend: Trend::default(),
     }
 }
 

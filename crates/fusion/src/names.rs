@@ -32,6 +32,11 @@ impl Names {
         id
     }
 
+    /// The name of `id`.
+    pub fn name(&self, id: NameId) -> &str {
+        name_of(&self.list, id)
+    }
+
     /// The shared list, for views.
     pub fn shared(&self) -> Arc<Vec<Arc<str>>> {
         self.list.clone()
