@@ -220,8 +220,8 @@ mod tests {
         let c = Config::parse("[status.5]\ntext = \"Speak\"\nclass = \"available\"\n")
             .expect("a status override");
         let table = c.picture().expect("picture").status_table;
-        assert_eq!(table.get(5).text, "Speak");
-        assert_eq!(table.get(4).text, "Am Einsatzort");
+        assert_eq!(&*table.get(5).text, "Speak");
+        assert_eq!(&*table.get(4).text, "Am Einsatzort");
         let bad_sector = "[[sectors]]\nid = \"x\"\nname = \"X\"\nrequire = [\"HLF\"]\ngeometry = { type = \"Circle\", coordinates = [1, 2] }\n";
         let err = Config::parse(bad_sector).expect_err("uncoverable sector");
         assert!(format!("{err:#}").contains("sector \"x\""), "{err:#}");

@@ -5,17 +5,29 @@
 //! children's. That is what lets coarse resolutions be rolled up from fine
 //! ones, and what will let shards be combined.
 //!
-//! Names (unit types, sensor kinds) are interned ids, kept in small sorted
-//! vectors: a cell costs a few dozen bytes, and recomputing one into a
-//! reused scratch aggregate allocates nothing.
+//! The engine keeps aggregates up to date *incrementally*: an entity's
+//! change is applied to its cell at every resolution as the removal of its
+//! old [`Contribution`] and the addition of its new one. Counts follow
+//! exactly; maxima follow exactly when they rise, and when the removed
+//! contribution may have held a maximum, [`CellAgg::sub`] says so and the
+//! cell is recomputed (from its members, or from its children) once per
+//! flush.
+//!
+//! An aggregate is compact (88 bytes, nothing on the heap while a cell
+//! holds one unit type and one sensor kind): names are interned ids, "no
+//! time" and "no value" are sentinels instead of options.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::EpochMs;
 use crate::names::NameId;
 use crate::view::StatusClass;
 
-/// Sensors of one kind inside a cell.
+/// "No time" in an aggregate.
+const NO_TIME: EpochMs = EpochMs::MIN;
+
+/// Sensors of one kind inside a cell, as shown.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KindAgg {
     /// Number of sensors.
@@ -26,19 +38,107 @@ pub struct KindAgg {
     pub max_value: Option<f64>,
 }
 
-impl KindAgg {
-    fn merge(&mut self, other: &KindAgg) {
-        self.n += other.n;
-        self.max_level = self.max_level.max(other.max_level);
-        self.max_value = match (self.max_value, other.max_value) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+/// Sensors of one kind, as stored (16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct KindEntry {
+    /// Highest current value; NaN while none has reported (`f64::max`
+    /// ignores NaN, so merging needs no special case).
+    max_value: f64,
+    n: u32,
+    id: NameId,
+    max_level: u8,
+}
+
+impl KindEntry {
+    fn view(&self) -> KindAgg {
+        KindAgg {
+            n: self.n,
+            max_level: self.max_level,
+            max_value: (!self.max_value.is_nan()).then_some(self.max_value),
+        }
     }
 }
 
+/// What one entity adds to the cell it is in (and to every ancestor).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Contribution {
+    /// A unit with a position.
+    Unit {
+        /// Its status class.
+        class: StatusClass,
+        /// Its type.
+        unit_type: NameId,
+        /// Its newest report.
+        ts: Option<EpochMs>,
+    },
+    /// A sensor with a position.
+    Sensor {
+        /// Its kind.
+        kind: NameId,
+        /// Its level.
+        level: u8,
+        /// Its current value.
+        value: Option<f64>,
+        /// Its newest observation.
+        ts: Option<EpochMs>,
+    },
+    /// An incident whose area covers the cell.
+    Incident {
+        /// Its severity 0–4.
+        severity: u8,
+        /// Its time.
+        ts: EpochMs,
+    },
+}
+
+impl Contribution {
+    fn ts(&self) -> EpochMs {
+        match self {
+            Contribution::Unit { ts, .. } | Contribution::Sensor { ts, .. } => {
+                ts.unwrap_or(NO_TIME)
+            }
+            Contribution::Incident { ts, .. } => *ts,
+        }
+    }
+
+    fn hazard(&self) -> u8 {
+        match self {
+            Contribution::Unit { .. } => 0,
+            Contribution::Sensor { level, .. } => (*level).min(4),
+            Contribution::Incident { severity, .. } => (*severity).min(4),
+        }
+    }
+
+    /// Level and value of a sensor of `kind`.
+    fn sensor_of(&self, kind: NameId) -> Option<(u8, f64)> {
+        match self {
+            Contribution::Sensor {
+                kind: k,
+                level,
+                value,
+                ..
+            } if *k == kind => Some((*level, value.unwrap_or(f64::NAN))),
+            _ => None,
+        }
+    }
+
+    fn sensor_level(&self) -> u8 {
+        match self {
+            Contribution::Sensor { level, .. } => *level,
+            _ => 0,
+        }
+    }
+}
+
+/// Whether removing a contribution's `old` share of a maximum `current`
+/// may lower it, when `then` (the same entity's new share in the same
+/// cell, if any) is added right after.
+fn may_lower<T: PartialOrd>(old: T, current: T, then: Option<T>, neutral: T) -> bool {
+    old > neutral && old >= current && then.is_none_or(|t| t < old)
+}
+
 /// What is inside one H3 cell.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct CellAgg {
     /// Units whose status class is available (radio status 1, 2).
     pub units_available: u32,
@@ -52,24 +152,45 @@ pub struct CellAgg {
     pub sensors: u32,
     /// Incidents whose area covers the cell.
     pub incidents: u32,
+    newest: EpochMs,
     /// Highest sensor level.
     pub max_level: u8,
     /// Hazard level 0–4: the maximum over sensor levels and the severities
     /// of covering incidents.
     pub hazard: u8,
-    /// Newest event time of anything inside.
-    pub newest_ms: Option<EpochMs>,
     /// Unit counts by unit type (name id), sorted by id.
-    pub unit_types: Vec<(NameId, u32)>,
-    /// Sensors by kind (name id), sorted by id.
-    pub kinds: Vec<(NameId, KindAgg)>,
+    unit_types: SmallVec<[(NameId, u32); 2]>,
+    /// Sensors by kind, sorted by id.
+    kinds: SmallVec<[KindEntry; 1]>,
 }
 
-/// Adds `v` under `id` in a vector sorted by id.
-fn upsert<V>(list: &mut Vec<(NameId, V)>, id: NameId, v: V, merge: impl FnOnce(&mut V, &V)) {
-    match list.binary_search_by_key(&id, |(k, _)| *k) {
-        Ok(i) => merge(&mut list[i].1, &v),
-        Err(i) => list.insert(i, (id, v)),
+impl Clone for CellAgg {
+    /// A field-by-field copy (the name lists hold plain values, copied as
+    /// slices rather than element by element).
+    fn clone(&self) -> Self {
+        CellAgg {
+            unit_types: SmallVec::from_slice(&self.unit_types),
+            kinds: SmallVec::from_slice(&self.kinds),
+            ..*self
+        }
+    }
+}
+
+impl Default for CellAgg {
+    fn default() -> Self {
+        CellAgg {
+            units_available: 0,
+            units_on_mission: 0,
+            units_unavailable: 0,
+            units_unknown: 0,
+            sensors: 0,
+            incidents: 0,
+            newest: NO_TIME,
+            max_level: 0,
+            hazard: 0,
+            unit_types: SmallVec::new(),
+            kinds: SmallVec::new(),
+        }
     }
 }
 
@@ -80,6 +201,37 @@ impl CellAgg {
             == 0
             && self.sensors == 0
             && self.incidents == 0
+    }
+
+    /// Newest event time of anything inside.
+    pub fn newest_ms(&self) -> Option<EpochMs> {
+        (self.newest != NO_TIME).then_some(self.newest)
+    }
+
+    /// Unit counts by type id, sorted by id.
+    pub fn unit_type_ids(&self) -> &[(NameId, u32)] {
+        &self.unit_types
+    }
+
+    /// Sensor aggregates by kind id, sorted by id.
+    pub fn kind_ids(&self) -> impl Iterator<Item = (NameId, KindAgg)> + '_ {
+        self.kinds.iter().map(|k| (k.id, k.view()))
+    }
+
+    /// Bytes this aggregate holds on the heap (kinds or types beyond the
+    /// inline capacity).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let types = if self.unit_types.spilled() {
+            self.unit_types.capacity() * std::mem::size_of::<(NameId, u32)>()
+        } else {
+            0
+        };
+        let kinds = if self.kinds.spilled() {
+            self.kinds.capacity() * std::mem::size_of::<KindEntry>()
+        } else {
+            0
+        };
+        types + kinds
     }
 
     /// Empties the aggregate, keeping its allocations for reuse.
@@ -97,47 +249,117 @@ impl CellAgg {
         };
     }
 
-    /// Adds one unit.
-    pub(crate) fn add_unit(&mut self, class: StatusClass, unit_type: NameId, ts: Option<EpochMs>) {
+    fn class_count(&mut self, class: StatusClass) -> &mut u32 {
         match class {
-            StatusClass::Available => self.units_available += 1,
-            StatusClass::OnMission => self.units_on_mission += 1,
-            StatusClass::Unavailable => self.units_unavailable += 1,
-            StatusClass::Unknown => self.units_unknown += 1,
+            StatusClass::Available => &mut self.units_available,
+            StatusClass::OnMission => &mut self.units_on_mission,
+            StatusClass::Unavailable => &mut self.units_unavailable,
+            StatusClass::Unknown => &mut self.units_unknown,
         }
-        upsert(&mut self.unit_types, unit_type, 1, |a, b| *a += b);
-        self.touch(ts);
     }
 
-    /// Adds one sensor.
-    pub(crate) fn add_sensor(
-        &mut self,
-        kind: NameId,
-        level: u8,
-        value: Option<f64>,
-        ts: Option<EpochMs>,
-    ) {
-        self.sensors += 1;
-        let one = KindAgg {
-            n: 1,
-            max_level: level,
-            max_value: value,
-        };
-        upsert(&mut self.kinds, kind, one, KindAgg::merge);
-        self.max_level = self.max_level.max(level);
-        self.hazard = self.hazard.max(level.min(4));
-        self.touch(ts);
+    fn add_type(&mut self, id: NameId, n: u32) {
+        match self.unit_types.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(i) => self.unit_types[i].1 += n,
+            Err(i) => self.unit_types.insert(i, (id, n)),
+        }
     }
 
-    /// Adds one covering incident.
-    pub(crate) fn add_incident(&mut self, severity: u8, ts: Option<EpochMs>) {
-        self.incidents += 1;
-        self.hazard = self.hazard.max(severity.min(4));
-        self.touch(ts);
+    fn add_kind(&mut self, other: KindEntry) {
+        match self.kinds.binary_search_by_key(&other.id, |k| k.id) {
+            Ok(i) => {
+                let k = &mut self.kinds[i];
+                k.n += other.n;
+                k.max_level = k.max_level.max(other.max_level);
+                k.max_value = k.max_value.max(other.max_value);
+            }
+            Err(i) => self.kinds.insert(i, other),
+        }
     }
 
-    fn touch(&mut self, ts: Option<EpochMs>) {
-        self.newest_ms = self.newest_ms.max(ts);
+    /// Adds one entity's contribution. Always exact.
+    pub(crate) fn add(&mut self, c: &Contribution) {
+        match *c {
+            Contribution::Unit {
+                class, unit_type, ..
+            } => {
+                *self.class_count(class) += 1;
+                self.add_type(unit_type, 1);
+            }
+            Contribution::Sensor {
+                kind, level, value, ..
+            } => {
+                self.sensors += 1;
+                self.add_kind(KindEntry {
+                    max_value: value.unwrap_or(f64::NAN),
+                    n: 1,
+                    id: kind,
+                    max_level: level,
+                });
+                self.max_level = self.max_level.max(level);
+            }
+            Contribution::Incident { .. } => self.incidents += 1,
+        }
+        self.hazard = self.hazard.max(c.hazard());
+        self.newest = self.newest.max(c.ts());
+    }
+
+    /// Removes one entity's contribution `c` (which must have been added).
+    /// `then` is what the same entity adds right after, in this cell, if
+    /// anything: maxima it keeps up need no recomputation. Counts are
+    /// always exact afterwards; returns false when a maximum may now be
+    /// too high and the cell must be recomputed.
+    pub(crate) fn sub(&mut self, c: &Contribution, then: Option<&Contribution>) -> bool {
+        let mut exact = !may_lower(c.ts(), self.newest, then.map(Contribution::ts), NO_TIME)
+            && !may_lower(c.hazard(), self.hazard, then.map(Contribution::hazard), 0);
+        match *c {
+            Contribution::Unit {
+                class, unit_type, ..
+            } => {
+                let n = self.class_count(class);
+                *n = n.saturating_sub(1);
+                if let Ok(i) = self
+                    .unit_types
+                    .binary_search_by_key(&unit_type, |(k, _)| *k)
+                {
+                    self.unit_types[i].1 -= 1;
+                    if self.unit_types[i].1 == 0 {
+                        self.unit_types.remove(i);
+                    }
+                }
+            }
+            Contribution::Sensor {
+                kind, level, value, ..
+            } => {
+                self.sensors = self.sensors.saturating_sub(1);
+                exact &= !may_lower(
+                    level,
+                    self.max_level,
+                    then.map(Contribution::sensor_level),
+                    0,
+                );
+                if let Ok(i) = self.kinds.binary_search_by_key(&kind, |k| k.id) {
+                    let k = &mut self.kinds[i];
+                    k.n -= 1;
+                    if k.n == 0 {
+                        self.kinds.remove(i);
+                    } else {
+                        let same = then.and_then(|t| t.sensor_of(kind));
+                        exact &= !may_lower(level, k.max_level, same.map(|s| s.0), 0);
+                        // NaN (no value) never lowers anything.
+                        let v = value.unwrap_or(f64::NAN);
+                        exact &= !(v >= k.max_value && !same.is_some_and(|s| s.1 >= v));
+                    }
+                }
+            }
+            Contribution::Incident { .. } => self.incidents = self.incidents.saturating_sub(1),
+        }
+        if self.is_empty() {
+            // Nothing left: no maximum to doubt.
+            self.clear();
+            return true;
+        }
+        exact
     }
 
     /// Merges another aggregate into this one.
@@ -147,16 +369,16 @@ impl CellAgg {
         self.units_unavailable += other.units_unavailable;
         self.units_unknown += other.units_unknown;
         for (t, n) in &other.unit_types {
-            upsert(&mut self.unit_types, *t, *n, |a, b| *a += b);
+            self.add_type(*t, *n);
         }
         self.sensors += other.sensors;
-        for (k, agg) in &other.kinds {
-            upsert(&mut self.kinds, *k, *agg, KindAgg::merge);
+        for k in &other.kinds {
+            self.add_kind(*k);
         }
         self.incidents += other.incidents;
         self.max_level = self.max_level.max(other.max_level);
         self.hazard = self.hazard.max(other.hazard);
-        self.touch(other.newest_ms);
+        self.newest = self.newest.max(other.newest);
     }
 }
 
@@ -168,15 +390,32 @@ mod tests {
     const RTW: NameId = 1;
     const WATER: NameId = 2;
 
+    fn unit(class: StatusClass, unit_type: NameId, ts: Option<EpochMs>) -> Contribution {
+        Contribution::Unit {
+            class,
+            unit_type,
+            ts,
+        }
+    }
+
+    fn water(level: u8, value: f64, ts: EpochMs) -> Contribution {
+        Contribution::Sensor {
+            kind: WATER,
+            level,
+            value: Some(value),
+            ts: Some(ts),
+        }
+    }
+
     fn sample(seed: u8) -> CellAgg {
         let mut a = CellAgg::default();
-        a.add_unit(StatusClass::Available, HLF, Some(i64::from(seed)));
-        a.add_sensor(WATER, seed % 4, Some(f64::from(seed)), Some(10));
+        a.add(&unit(StatusClass::Available, HLF, Some(i64::from(seed))));
+        a.add(&water(seed % 4, f64::from(seed), 10));
         if seed % 2 == 0 {
-            a.add_unit(StatusClass::OnMission, RTW, None);
+            a.add(&unit(StatusClass::OnMission, RTW, None));
         }
         if seed == 3 {
-            a.add_incident(4, Some(5));
+            a.add(&Contribution::Incident { severity: 4, ts: 5 });
         }
         a
     }
@@ -198,12 +437,14 @@ mod tests {
         assert_eq!(ab_c, c_b_a);
         assert_eq!(ab_c.units_available, 3);
         assert_eq!(ab_c.units_on_mission, 1);
-        assert_eq!(ab_c.unit_types, [(HLF, 3), (RTW, 1)]);
-        assert_eq!(ab_c.kinds[0].1.n, 3);
-        assert_eq!(ab_c.kinds[0].1.max_value, Some(3.0));
+        assert_eq!(ab_c.unit_type_ids(), [(HLF, 3), (RTW, 1)]);
+        let kinds: Vec<_> = ab_c.kind_ids().collect();
+        assert_eq!(kinds[0].1.n, 3);
+        assert_eq!(kinds[0].1.max_value, Some(3.0));
         assert_eq!(ab_c.hazard, 4, "the incident's severity");
         assert_eq!(ab_c.max_level, 3, "sensor levels alone");
         assert_eq!(ab_c.incidents, 1);
+        assert_eq!(ab_c.newest_ms(), Some(10));
     }
 
     #[test]
@@ -216,5 +457,41 @@ mod tests {
         assert!(!a.is_empty());
         m.clear();
         assert_eq!(m, CellAgg::default());
+        assert_eq!(m.newest_ms(), None);
+    }
+
+    #[test]
+    fn an_aggregate_with_one_type_and_one_kind_is_compact() {
+        assert!(
+            std::mem::size_of::<CellAgg>() <= 88,
+            "{}",
+            std::mem::size_of::<CellAgg>()
+        );
+        assert_eq!(sample(2).heap_bytes(), 0);
+    }
+
+    /// Replacing a contribution is exact when the new one keeps every
+    /// maximum up, and asks for a recomputation when it may not.
+    #[test]
+    fn sub_says_when_a_maximum_may_have_fallen() {
+        let mut a = CellAgg::default();
+        a.add(&water(2, 5.0, 10));
+        a.add(&water(1, 3.0, 20));
+        // The newest time's holder rises: exact.
+        assert!(a.sub(&water(1, 3.0, 20), Some(&water(1, 4.0, 30))));
+        a.add(&water(1, 4.0, 30));
+        assert_eq!(a.newest_ms(), Some(30));
+        // Not the maximum's holder: exact even though it falls.
+        assert!(a.sub(&water(1, 4.0, 30), Some(&water(0, 1.0, 40))));
+        a.add(&water(0, 1.0, 40));
+        assert_eq!(a.kind_ids().next().map(|k| k.1.max_value), Some(Some(5.0)));
+        // The maximum's holder falls: recompute.
+        assert!(!a.sub(&water(2, 5.0, 10), Some(&water(2, 4.5, 50))));
+        // Removing the last member empties the cell: nothing to recompute.
+        let mut b = CellAgg::default();
+        b.add(&unit(StatusClass::Available, HLF, Some(7)));
+        assert!(b.sub(&unit(StatusClass::Available, HLF, Some(7)), None));
+        assert!(b.is_empty());
+        assert_eq!(b.unit_type_ids(), []);
     }
 }

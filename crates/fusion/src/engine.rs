@@ -1,10 +1,10 @@
 //! The engine: applies events to the picture, keeps cell aggregates at every
 //! served resolution, and emits one coalesced [`Delta`] per flush.
 //!
-//! Event application is cheap: it updates the entity and marks its finest
-//! cell dirty. [`Picture::flush`] (called once per tick by the owner task)
-//! recomputes dirty finest cells from their members and rolls them up
-//! resolution by resolution, each parent being the merge of its children.
+//! Event application updates the entity and moves its contribution in the
+//! cell index at every resolution (see [`crate::store`]).
+//! [`Picture::flush`] (called once per tick by the owner task) recomputes
+//! the few cells whose maxima may have fallen and emits what changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::EpochMs;
 use crate::areas::{Areas, Presence, Sector, Shortage};
 use crate::catalogue::Catalogue;
-use crate::cell::CellAgg;
+use crate::cell::{CellAgg, Contribution};
 use crate::coverage::{CoverError, cover};
 use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
@@ -26,6 +26,7 @@ use crate::freshness::Freshness;
 use crate::names::{NameId, Names};
 use crate::registry::{Registry, Slot};
 use crate::status::StatusTable;
+use crate::store::{CellStore, Member};
 use crate::trend::Trend;
 use crate::view::{
     AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
@@ -154,14 +155,6 @@ pub enum Outcome {
     Outdated,
 }
 
-/// A cell member, by slot: eight bytes, no string compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Member {
-    Unit(Slot),
-    Sensor(Slot),
-    Incident(Slot),
-}
-
 #[derive(Debug, Clone)]
 struct Incident {
     view: IncidentView,
@@ -177,8 +170,8 @@ struct Sensor {
     /// than looked up by name on every observation and scan.
     scale: Arc<[f64]>,
     ttl_ms: i64,
-    unit: String,
-    name: Option<String>,
+    unit: Arc<str>,
+    name: Option<Arc<str>>,
     pos: Option<(f64, f64)>,
     thresholds: Option<Vec<f64>>,
     value: Option<f64>,
@@ -192,15 +185,15 @@ struct Sensor {
 
 #[derive(Debug, Clone)]
 struct Unit {
-    callsign: Option<String>,
+    callsign: Option<Arc<str>>,
     type_id: NameId,
-    org: String,
+    org: Arc<str>,
     strength: Option<u32>,
     pos: Option<(f64, f64)>,
     heading: Option<f64>,
     speed: Option<f64>,
     accuracy: Option<f64>,
-    source: Option<String>,
+    source: Option<Arc<str>>,
     pos_ts_ms: Option<EpochMs>,
     status: Option<u8>,
     status_ts_ms: Option<EpochMs>,
@@ -213,13 +206,47 @@ impl Unit {
     fn newest_ms(&self) -> Option<EpochMs> {
         self.pos_ts_ms.max(self.status_ts_ms)
     }
+
+    /// What the unit adds to its cell.
+    fn contribution(&self) -> Option<(CellIndex, Contribution)> {
+        let c = Contribution::Unit {
+            class: self.class,
+            unit_type: self.type_id,
+            ts: self.newest_ms(),
+        };
+        self.cell.map(|cell| (cell, c))
+    }
+}
+
+impl Sensor {
+    /// What the sensor adds to its cell.
+    fn contribution(&self) -> Option<(CellIndex, Contribution)> {
+        let c = Contribution::Sensor {
+            kind: self.kind_id,
+            level: self.level,
+            value: self.value,
+            ts: self.ts_ms,
+        };
+        self.cell.map(|cell| (cell, c))
+    }
+}
+
+impl Incident {
+    /// What the incident adds to each cell it covers.
+    fn contribution(&self) -> Contribution {
+        Contribution::Incident {
+            severity: self.view.severity,
+            ts: self.view.ts_ms,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    cells: BTreeSet<CellIndex>,
-    units: BTreeSet<Slot>,
-    sensors: BTreeSet<Slot>,
+    /// Slots of changed units and sensors (may repeat; a slot emptied
+    /// since is skipped).
+    units: Vec<Slot>,
+    sensors: Vec<Slot>,
     units_removed: Vec<Arc<str>>,
     sensors_removed: Vec<Arc<str>>,
     incidents: BTreeSet<String>,
@@ -229,8 +256,7 @@ struct Pending {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-            && self.units.is_empty()
+        self.units.is_empty()
             && self.sensors.is_empty()
             && self.units_removed.is_empty()
             && self.sensors_removed.is_empty()
@@ -258,8 +284,9 @@ pub struct Picture {
     /// Unacknowledged alerts by what they are about, for the no-copy rule
     /// (level and key of each).
     open_alerts: HashMap<OpenKey, Vec<(u8, u64)>, ahash::RandomState>,
-    members: HashMap<CellIndex, Vec<Member>, ahash::RandomState>,
-    cells: HashMap<CellIndex, Arc<CellAgg>, ahash::RandomState>,
+    /// Every non-empty cell at every served resolution, with the members
+    /// of the finest ones.
+    cells: CellStore,
     pending: Pending,
     last_scan_ms: Option<EpochMs>,
     areas: Areas,
@@ -343,6 +370,7 @@ impl Picture {
                 );
             }
         }
+        let cells = CellStore::new(resolutions.clone());
         Picture {
             areas,
             names: Names::default(),
@@ -355,8 +383,7 @@ impl Picture {
             alerts: BTreeMap::new(),
             clock_alerts: BTreeMap::new(),
             open_alerts: HashMap::default(),
-            members: HashMap::default(),
-            cells: HashMap::default(),
+            cells,
             pending: Pending::default(),
             last_scan_ms: None,
         }
@@ -401,7 +428,7 @@ impl Picture {
             Event::Incident(i) => self.incident(i),
             Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
                 Some((slot, _, old)) => {
-                    self.recover(slot, &old.cells, &[]);
+                    self.recover(slot, (&old.cells, Some(old.contribution())), (&[], None));
                     self.areas.remove(&format!("incident:{}", c.id));
                     self.pending.incidents.insert(c.id.clone());
                     Outcome::Applied
@@ -416,33 +443,6 @@ impl Picture {
         Ok(ll.to_cell(self.resolutions[0]))
     }
 
-    /// Takes `member` out of `cell`'s member list.
-    fn leave(&mut self, cell: CellIndex, member: Member) {
-        if let Some(list) = self.members.get_mut(&cell) {
-            if let Some(i) = list.iter().position(|m| *m == member) {
-                list.swap_remove(i);
-            }
-            if list.is_empty() {
-                self.members.remove(&cell);
-            }
-        }
-    }
-
-    /// Moves `member` from `old` to `new` (either may be none) and marks
-    /// the cells dirty.
-    fn relocate(&mut self, member: Member, old: Option<CellIndex>, new: Option<CellIndex>) {
-        if old != new {
-            if let Some(o) = old {
-                self.leave(o, member);
-            }
-            if let Some(n) = new {
-                self.members.entry(n).or_default().push(member);
-            }
-        }
-        self.pending.cells.extend(old);
-        self.pending.cells.extend(new);
-    }
-
     fn sensor_meta(&mut self, m: &SensorMeta) -> Result<Outcome, Refusal> {
         let cell = self.index(m.lat, m.lon)?;
         let spec_unit = m.unit.clone();
@@ -450,8 +450,8 @@ impl Picture {
         let existing = self.sensors.get(&m.id);
         if let Some(s) = existing {
             if s.kind_id == kind_id
-                && s.unit == m.unit
-                && s.name == m.name
+                && *s.unit == *m.unit
+                && s.name.as_deref() == m.name.as_deref()
                 && s.pos == Some((m.lat, m.lon))
                 && s.thresholds == m.thresholds
             {
@@ -461,7 +461,7 @@ impl Picture {
         let mut s = existing
             .cloned()
             .unwrap_or_else(|| self.empty_sensor(kind_id));
-        let old_cell = s.cell;
+        let old = s.contribution();
         // A new name or position keeps the level (and its hysteresis); a
         // new scale re-evaluates it from scratch.
         let same_scale = s.kind_id == kind_id && s.thresholds == m.thresholds;
@@ -473,17 +473,18 @@ impl Picture {
         };
         s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
         s.kind_id = kind_id;
-        s.unit = spec_unit;
-        s.name = m.name.clone();
+        s.unit = spec_unit.into();
+        s.name = m.name.as_deref().map(Arc::from);
         s.pos = Some((m.lat, m.lon));
         s.thresholds = m.thresholds.clone();
         s.cell = Some(cell);
         if let (Some(v), false) = (s.value, same_scale) {
             s.level = level_for(&s.scale, 0, v);
         }
+        let new = s.contribution();
         let slot = self.sensors.insert(&m.id, s);
-        self.relocate(Member::Sensor(slot), old_cell, Some(cell));
-        self.pending.sensors.insert(slot);
+        self.cells.change(Member::Sensor(slot), old, new);
+        self.pending.sensors.push(slot);
         Ok(Outcome::Applied)
     }
 
@@ -518,18 +519,19 @@ impl Picture {
             (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
             _ => 0,
         };
+        let old = s.contribution();
         let old_level = s.level;
         s.level = level_for(&s.scale, s.level, o.value);
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
         s.trend.add(o.ts_ms, o.value);
-        let old_cell = s.cell;
         if let (Some(lat), Some(lon), Some(c)) = (o.lat, o.lon, new_cell) {
             s.pos = Some((lat, lon));
             s.cell = Some(c);
         }
-        let (cell, level) = (s.cell, s.level);
+        let new = s.contribution();
+        let level = s.level;
         let name = s.name.as_deref().unwrap_or(&o.id);
         let rose = (level > old_level).then(|| {
             let kind = self.names.name(s.kind_id);
@@ -548,8 +550,8 @@ impl Picture {
         if let Some(message) = gap {
             self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
-        self.relocate(Member::Sensor(slot), old_cell, cell);
-        self.pending.sensors.insert(slot);
+        self.cells.change(Member::Sensor(slot), old, new);
+        self.pending.sensors.push(slot);
         Ok(if missed > 0 {
             Outcome::Gap(missed)
         } else {
@@ -568,7 +570,7 @@ impl Picture {
                 .get(kind)
                 .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice())),
             ttl_ms: self.config.catalogue.ttl_ms(kind),
-            unit: String::new(),
+            unit: Arc::from(""),
             name: None,
             pos: None,
             thresholds: None,
@@ -704,7 +706,7 @@ fn new_unit(type_id: NameId) -> Unit {
     Unit {
         callsign: None,
         type_id,
-        org: "unknown".to_owned(),
+        org: Arc::from("unknown"),
         strength: None,
         pos: None,
         heading: None,
@@ -725,22 +727,23 @@ impl Picture {
         let before = self.presence(&m.id);
         let type_id = self.names.intern(&m.unit_type);
         let (slot, u) = self.unit_entry(&m.id);
-        if u.callsign.as_deref() == Some(&m.callsign)
+        if u.callsign.as_deref() == Some(m.callsign.as_str())
             && u.type_id == type_id
-            && u.org == m.org
+            && *u.org == *m.org
             && u.strength == m.strength
         {
             return Outcome::Duplicate;
         }
-        u.callsign = Some(m.callsign.clone());
+        let old = u.contribution();
+        u.callsign = Some(Arc::from(m.callsign.as_str()));
         u.type_id = type_id;
-        u.org = m.org.clone();
+        u.org = Arc::from(m.org.as_str());
         u.strength = m.strength;
-        let cell = u.cell;
+        let new = u.contribution();
         // Descriptions carry no time: the unit's newest report dates the change.
         let ts = u.newest_ms().unwrap_or(0);
-        self.pending.cells.extend(cell);
-        self.pending.units.insert(slot);
+        self.cells.change(Member::Unit(slot), old, new);
+        self.pending.units.push(slot);
         self.unit_moved_in_areas(&m.id, before, ts);
         Outcome::Applied
     }
@@ -757,17 +760,24 @@ impl Picture {
                 return Ok(Outcome::Outdated);
             }
         }
+        let old = u.contribution();
         let old_cell = u.cell;
         u.pos = Some((p.lat, p.lon));
         u.pos_ts_ms = Some(p.ts_ms);
         u.heading = p.heading;
         u.speed = p.speed;
         u.accuracy = p.accuracy;
-        u.source = p.source.clone();
+        if u.source.as_deref() != p.source.as_deref() {
+            u.source = p.source.as_deref().map(Arc::from);
+        }
         u.cell = Some(cell);
-        let callsign = u.callsign.clone().unwrap_or_else(|| p.id.clone());
-        self.relocate(Member::Unit(slot), old_cell, Some(cell));
-        self.pending.units.insert(slot);
+        let callsign = u
+            .callsign
+            .clone()
+            .unwrap_or_else(|| Arc::from(p.id.as_str()));
+        let new = u.contribution();
+        self.cells.change(Member::Unit(slot), old, new);
+        self.pending.units.push(slot);
         self.unit_moved_in_areas(&p.id, before, p.ts_ms);
         if old_cell != Some(cell) {
             let before = self.incidents_at(old_cell);
@@ -805,14 +815,15 @@ impl Picture {
                 return Outcome::Outdated;
             }
         }
+        let old = u.contribution();
         u.status = Some(s.status);
         u.status_ts_ms = Some(s.ts_ms);
         if let Some(class) = class {
             u.class = class;
         }
-        let cell = u.cell;
-        self.pending.cells.extend(cell);
-        self.pending.units.insert(slot);
+        let new = u.contribution();
+        self.cells.change(Member::Unit(slot), old, new);
+        self.pending.units.push(slot);
         self.unit_moved_in_areas(&s.id, before, s.ts_ms);
         Outcome::Applied
     }
@@ -840,10 +851,10 @@ impl Picture {
                 self.config.max_incident_cells,
             )?,
         };
-        let old_cells = self
+        let (old_cells, old) = self
             .incidents
             .get(&i.id)
-            .map(|o| o.cells.clone())
+            .map(|o| (o.cells.clone(), Some(o.contribution())))
             .unwrap_or_default();
         let key = format!("incident:{}", i.id);
         match self.config.requirements.get(&i.keyword).cloned() {
@@ -873,32 +884,37 @@ impl Picture {
                 cells: cells.clone(),
             },
         );
-        self.recover(slot, &old_cells, &cells);
+        let new = self.incidents.at(slot).map(Incident::contribution);
+        self.recover(slot, (&old_cells, old), (&cells, new));
         self.pending.incidents.insert(i.id.clone());
         Ok(Outcome::Applied)
     }
 
-    /// Moves an incident's cell memberships from `old` to `new` (both
-    /// sorted) and marks every touched cell dirty: severity or keyword may
-    /// have changed even where the area did not.
-    fn recover(&mut self, slot: Slot, old: &[CellIndex], new: &[CellIndex]) {
+    /// Moves an incident's contribution from the `old` cells (sorted) to
+    /// the `new` ones: severity or time may have changed even where the
+    /// area did not.
+    fn recover(
+        &mut self,
+        slot: Slot,
+        (old_cells, old): (&[CellIndex], Option<Contribution>),
+        (new_cells, new): (&[CellIndex], Option<Contribution>),
+    ) {
         let member = Member::Incident(slot);
-        for c in old {
-            if new.binary_search(c).is_err() {
-                self.leave(*c, member);
+        for c in old_cells {
+            let then = new_cells.binary_search(c).ok().and(new);
+            self.cells
+                .change(member, old.map(|k| (*c, k)), then.map(|k| (*c, k)));
+        }
+        for c in new_cells {
+            if old_cells.binary_search(c).is_err() {
+                self.cells.change(member, None, new.map(|k| (*c, k)));
             }
         }
-        for c in new {
-            if old.binary_search(c).is_err() {
-                self.members.entry(*c).or_default().push(member);
-            }
-        }
-        self.pending.cells.extend(old.iter().chain(new));
     }
 
     /// Incidents whose area covers `cell`.
     fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<Slot> {
-        cell.and_then(|c| self.members.get(&c))
+        cell.map(|c| self.cells.members(c))
             .into_iter()
             .flatten()
             .filter_map(|m| match m {
@@ -947,8 +963,8 @@ impl Picture {
                     Some((slot, key, u)) => {
                         // Counts follow; a removal is no shortage news.
                         let _ = self.areas.unit_changed(before.as_ref(), None);
-                        self.relocate(Member::Unit(slot), u.cell, None);
-                        self.pending.units.remove(&slot);
+                        self.cells
+                            .change(Member::Unit(slot), u.contribution(), None);
                         self.pending.units_removed.push(key);
                         true
                     }
@@ -957,8 +973,8 @@ impl Picture {
             }
             EntityKind::Sensor => match self.sensors.remove(id) {
                 Some((slot, key, s)) => {
-                    self.relocate(Member::Sensor(slot), s.cell, None);
-                    self.pending.sensors.remove(&slot);
+                    self.cells
+                        .change(Member::Sensor(slot), s.contribution(), None);
                     self.pending.sensors_removed.push(key);
                     true
                 }
@@ -972,51 +988,7 @@ impl Picture {
         }
     }
 
-    fn compute_finest(&self, cell: CellIndex, agg: &mut CellAgg) {
-        agg.clear();
-        for m in self.members.get(&cell).into_iter().flatten() {
-            match m {
-                Member::Unit(slot) => {
-                    if let Some(u) = self.units.at(*slot) {
-                        agg.add_unit(u.class, u.type_id, u.newest_ms());
-                    }
-                }
-                Member::Sensor(slot) => {
-                    if let Some(s) = self.sensors.at(*slot) {
-                        agg.add_sensor(s.kind_id, s.level, s.value, s.ts_ms);
-                    }
-                }
-                Member::Incident(slot) => {
-                    if let Some(i) = self.incidents.at(*slot) {
-                        agg.add_incident(i.view.severity, Some(i.view.ts_ms));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Stores a recomputed aggregate (from a scratch that is reused, so
-    /// only a changed cell costs an allocation) and records the change.
-    fn store_cell(&mut self, cell: CellIndex, agg: &CellAgg, delta: &mut Delta) {
-        if agg.is_empty() {
-            if self.cells.remove(&cell).is_some() {
-                delta.cells_removed.push(cell.to_string());
-                delta.cells_removed_idx.push(cell);
-            }
-        } else if self.cells.get(&cell).map(|a| &**a) != Some(agg) {
-            // One copy, shared by the picture and the delta.
-            let shared = Arc::new(agg.clone());
-            delta.cells.push(CellView {
-                h3: cell,
-                res: u8::from(cell.resolution()),
-                agg: shared.clone(),
-                names: self.names.shared(),
-            });
-            self.cells.insert(cell, shared);
-        }
-    }
-
-    fn cell_view(&self, cell: CellIndex, agg: &Arc<CellAgg>) -> CellView {
+    fn cell_view(&self, cell: CellIndex, agg: &CellAgg) -> CellView {
         CellView {
             h3: cell,
             res: u8::from(cell.resolution()),
@@ -1053,7 +1025,7 @@ impl Picture {
             if u.shown == Some(now) {
                 continue;
             }
-            self.pending.units.insert(slot);
+            self.pending.units.push(slot);
             let name = u.callsign.as_deref().unwrap_or(id);
             if let Some((before, was_silent)) = u.shown {
                 if now.1 && !was_silent {
@@ -1082,7 +1054,7 @@ impl Picture {
             if s.shown == Some(f) {
                 continue;
             }
-            self.pending.sensors.insert(slot);
+            self.pending.sensors.push(slot);
             if f == Freshness::Stale && s.shown.is_some_and(|b| b < Freshness::Stale) {
                 let name = s.name.as_deref().unwrap_or(id);
                 let msg = format!(
@@ -1107,7 +1079,7 @@ impl Picture {
     /// the next sequence number, or `None` when nothing changed.
     pub fn flush(&mut self, now_ms: EpochMs) -> Option<Delta> {
         self.scan_freshness(now_ms);
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.cells.is_settled() {
             return None;
         }
         let pending = std::mem::take(&mut self.pending);
@@ -1117,29 +1089,37 @@ impl Picture {
             ..Delta::default()
         };
 
-        let mut scratch = CellAgg::default();
-        let mut dirty = pending.cells;
-        for cell in &dirty {
-            self.compute_finest(*cell, &mut scratch);
-            self.store_cell(*cell, &scratch, &mut delta);
-        }
-        for pair in self.resolutions.clone().windows(2) {
-            let (finer, coarser) = (pair[0], pair[1]);
-            let parents: BTreeSet<CellIndex> =
-                dirty.iter().filter_map(|c| c.parent(coarser)).collect();
-            for parent in &parents {
-                scratch.clear();
-                for child in parent.children(finer) {
-                    if let Some(c) = self.cells.get(&child) {
-                        scratch.merge(c);
-                    }
+        let (units, sensors, incidents) = (&self.units, &self.sensors, &self.incidents);
+        let touched = self.cells.settle(|m| match m {
+            Member::Unit(slot) => units.at(slot)?.contribution().map(|c| c.1),
+            Member::Sensor(slot) => sensors.at(slot)?.contribution().map(|c| c.1),
+            Member::Incident(slot) => incidents.at(slot).map(Incident::contribution),
+        });
+        let names = self.names.shared();
+        delta.cells.reserve(touched.len());
+        for cell in touched {
+            match self.cells.get(cell) {
+                Some(agg) => delta.cells.push(CellView {
+                    h3: cell,
+                    res: u8::from(cell.resolution()),
+                    agg: agg.clone(),
+                    names: names.clone(),
+                }),
+                None => {
+                    delta.cells_removed.push(cell.to_string());
+                    delta.cells_removed_idx.push(cell);
                 }
-                self.store_cell(*parent, &scratch, &mut delta);
             }
-            dirty = parents;
         }
 
-        for slot in pending.units {
+        let (mut units, mut sensors) = (pending.units, pending.sensors);
+        units.sort_unstable();
+        units.dedup();
+        sensors.sort_unstable();
+        sensors.dedup();
+        delta.units.reserve(units.len());
+        delta.sensors.reserve(sensors.len());
+        for slot in units {
             let Some((id, u)) = self.units.entry_at(slot) else {
                 continue;
             };
@@ -1152,7 +1132,7 @@ impl Picture {
         delta
             .units_removed
             .extend(pending.units_removed.iter().map(|id| id.to_string()));
-        for slot in pending.sensors {
+        for slot in sensors {
             let Some((id, s)) = self.sensors.entry_at(slot) else {
                 continue;
             };
@@ -1194,11 +1174,11 @@ impl Picture {
                 .is_some_and(|t| now_ms - t > self.config.silent_after_ms)
     }
 
-    fn unit_view(&self, id: &str, u: &Unit, now_ms: Option<EpochMs>) -> UnitView {
+    fn unit_view(&self, id: &Arc<str>, u: &Unit, now_ms: Option<EpochMs>) -> UnitView {
         UnitView {
-            id: id.to_owned(),
-            callsign: u.callsign.clone().unwrap_or_else(|| id.to_owned()),
-            unit_type: self.names.name(u.type_id).to_owned(),
+            id: id.clone(),
+            callsign: u.callsign.clone().unwrap_or_else(|| id.clone()),
+            unit_type: self.names.shared_name(u.type_id),
             org: u.org.clone(),
             strength: u.strength,
             lat: u.pos.map(|p| p.0),
@@ -1220,10 +1200,10 @@ impl Picture {
         }
     }
 
-    fn sensor_view(&self, id: &str, s: &Sensor, now_ms: Option<EpochMs>) -> SensorView {
+    fn sensor_view(&self, id: &Arc<str>, s: &Sensor, now_ms: Option<EpochMs>) -> SensorView {
         SensorView {
-            id: id.to_owned(),
-            kind: self.names.name(s.kind_id).to_owned(),
+            id: id.clone(),
+            kind: self.names.shared_name(s.kind_id),
             unit: s.unit.clone(),
             name: s.name.clone(),
             lat: s.pos.map(|p| p.0),
@@ -1242,8 +1222,8 @@ impl Picture {
         let mut cells: Vec<CellView> = self
             .cells
             .iter()
-            .filter(|(c, _)| viewport.contains_cell(**c))
-            .map(|(c, agg)| self.cell_view(*c, agg))
+            .filter(|(c, _)| viewport.contains_cell(*c))
+            .map(|(c, agg)| self.cell_view(c, agg))
             .collect();
         cells.sort_unstable_by_key(|c| c.h3);
         Snapshot {
@@ -1296,7 +1276,7 @@ impl Picture {
         let mut cells: Vec<CellView> = self
             .cells
             .iter()
-            .map(|(c, agg)| self.cell_view(*c, agg))
+            .map(|(c, agg)| self.cell_view(c, agg))
             .collect();
         cells.sort_unstable_by_key(|c| c.h3);
         let canonical = Canonical {
@@ -1328,6 +1308,12 @@ impl Picture {
             hasher.update(&bytes);
         }
         hex::encode(hasher.finalize())
+    }
+
+    /// Bytes held by the cell index (aggregates at every resolution, member
+    /// lists, hash tables) and the number of finest-resolution cells.
+    pub fn cell_index_bytes(&self) -> (usize, usize) {
+        (self.cells.bytes(), self.cells.finest_len())
     }
 
     /// Numbers of entities and cells, for metrics.

@@ -21,6 +21,7 @@ mod names;
 mod registry;
 pub mod space;
 mod status;
+mod store;
 mod trend;
 mod view;
 mod viewport;

@@ -37,6 +37,14 @@ impl Names {
         name_of(&self.list, id)
     }
 
+    /// The name of `id`, shared.
+    pub fn shared_name(&self, id: NameId) -> Arc<str> {
+        self.list
+            .get(usize::from(id))
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?"))
+    }
+
     /// The shared list, for views.
     pub fn shared(&self) -> Arc<Vec<Arc<str>>> {
         self.list.clone()

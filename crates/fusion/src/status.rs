@@ -2,6 +2,8 @@
 //! region-configurable; the default is the German FMS convention used by
 //! Hamburg's fire brigade and rescue service.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::view::StatusClass;
@@ -14,7 +16,7 @@ pub struct StatusMeaning {
     /// (requests such as "speech request" are not states).
     pub class: Option<StatusClass>,
     /// Short text for the display.
-    pub text: String,
+    pub text: Arc<str>,
     /// Whether a unit in this status is expected to report regularly, so
     /// that silence is flagged (en route, on scene, transporting).
     #[serde(default)]
@@ -51,7 +53,7 @@ impl Default for StatusTable {
     fn default() -> Self {
         let m = |class: Option<StatusClass>, text: &str, expects_reports: bool| StatusMeaning {
             class,
-            text: text.to_owned(),
+            text: text.into(),
             expects_reports,
         };
         use StatusClass::{Available, OnMission, Unavailable};

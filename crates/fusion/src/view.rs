@@ -34,8 +34,8 @@ pub struct CellView {
     pub h3: h3o::CellIndex,
     /// Its resolution.
     pub res: u8,
-    /// The aggregate (shared with the picture).
-    pub agg: Arc<CellAgg>,
+    /// The aggregate (a copy: compact, usually nothing on the heap).
+    pub agg: CellAgg,
     /// The picture's names, for the aggregate's name ids.
     pub(crate) names: Arc<Vec<Arc<str>>>,
 }
@@ -44,7 +44,7 @@ impl CellView {
     /// Unit counts by type name.
     pub fn unit_types(&self) -> BTreeMap<String, u32> {
         self.agg
-            .unit_types
+            .unit_type_ids()
             .iter()
             .map(|(id, n)| (name_of(&self.names, *id).to_owned(), *n))
             .collect()
@@ -53,9 +53,8 @@ impl CellView {
     /// Sensor aggregates by kind name.
     pub fn kinds(&self) -> BTreeMap<String, KindAgg> {
         self.agg
-            .kinds
-            .iter()
-            .map(|(id, k)| (name_of(&self.names, *id).to_owned(), *k))
+            .kind_ids()
+            .map(|(id, k)| (name_of(&self.names, id).to_owned(), k))
             .collect()
     }
 }
@@ -90,13 +89,14 @@ impl Serialize for CellView {
         st.serialize_field("units_on_mission", &a.units_on_mission)?;
         st.serialize_field("units_unavailable", &a.units_unavailable)?;
         st.serialize_field("units_unknown", &a.units_unknown)?;
-        st.serialize_field("unit_types", &Named(&a.unit_types, &self.names))?;
+        st.serialize_field("unit_types", &Named(a.unit_type_ids(), &self.names))?;
         st.serialize_field("sensors", &a.sensors)?;
-        st.serialize_field("kinds", &Named(&a.kinds, &self.names))?;
+        let kinds: Vec<(NameId, KindAgg)> = a.kind_ids().collect();
+        st.serialize_field("kinds", &Named(&kinds, &self.names))?;
         st.serialize_field("incidents", &a.incidents)?;
         st.serialize_field("max_level", &a.max_level)?;
         st.serialize_field("hazard", &a.hazard)?;
-        st.serialize_field("newest_ms", &a.newest_ms)?;
+        st.serialize_field("newest_ms", &a.newest_ms())?;
         st.end()
     }
 }
@@ -105,14 +105,14 @@ impl Serialize for CellView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SensorView {
     /// Sensor id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Kind, e.g. `water_level`.
-    pub kind: String,
+    pub kind: Arc<str>,
     /// Unit of the value.
-    pub unit: String,
+    pub unit: Arc<str>,
     /// Display name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     /// Position (None until known).
     pub lat: Option<f64>,
     /// Position (None until known).
@@ -136,14 +136,14 @@ pub struct SensorView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnitView {
     /// Unit id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Call sign (the id until meta arrives).
-    pub callsign: String,
+    pub callsign: Arc<str>,
     /// Type, e.g. `HLF`.
     #[serde(rename = "type")]
-    pub unit_type: String,
+    pub unit_type: Arc<str>,
     /// Organisation, e.g. `fire`.
-    pub org: String,
+    pub org: Arc<str>,
     /// Crew strength.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strength: Option<u32>,
@@ -162,12 +162,12 @@ pub struct UnitView {
     pub accuracy: Option<f64>,
     /// Source of the position.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Arc<str>>,
     /// Last radio status 0–9.
     pub status: Option<u8>,
     /// What the status means (from the region's status table).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_text: Option<String>,
+    pub status_text: Option<Arc<str>>,
     /// Event time of the last status.
     pub status_ts_ms: Option<EpochMs>,
     /// Class derived from the status.

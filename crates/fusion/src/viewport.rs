@@ -3,6 +3,7 @@
 //! down to it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
 use thiserror::Error;
@@ -110,8 +111,8 @@ impl Viewport {
 #[derive(Debug)]
 pub struct ViewFilter {
     viewport: Viewport,
-    units: HashSet<String>,
-    sensors: HashSet<String>,
+    units: HashSet<Arc<str>>,
+    sensors: HashSet<Arc<str>>,
 }
 
 impl ViewFilter {
@@ -151,10 +152,10 @@ impl ViewFilter {
             .map(ToString::to_string)
             .collect();
         let units = keep_moving(&delta.units, &mut self.units, |u| {
-            (u.id.as_str(), vp.contains_point(u.lat, u.lon))
+            (&u.id, vp.contains_point(u.lat, u.lon))
         });
         let sensors = keep_moving(&delta.sensors, &mut self.sensors, |s| {
-            (s.id.as_str(), vp.contains_point(s.lat, s.lon))
+            (&s.id, vp.contains_point(s.lat, s.lon))
         });
         let units_removed = forget(&delta.units_removed, &mut self.units);
         let sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
@@ -177,14 +178,14 @@ impl ViewFilter {
 /// Items inside the viewport, plus those the client holds that just left it.
 fn keep_moving<T: Clone>(
     items: &[T],
-    held: &mut HashSet<String>,
-    probe: impl Fn(&T) -> (&str, bool),
+    held: &mut HashSet<Arc<str>>,
+    probe: impl Fn(&T) -> (&Arc<str>, bool),
 ) -> Vec<T> {
     let mut out = Vec::new();
     for item in items {
         let (id, inside) = probe(item);
         if inside {
-            held.insert(id.to_owned());
+            held.insert(id.clone());
             out.push(item.clone());
         } else if held.remove(id) {
             out.push(item.clone());
@@ -193,8 +194,11 @@ fn keep_moving<T: Clone>(
     out
 }
 
-fn forget(ids: &[String], held: &mut HashSet<String>) -> Vec<String> {
-    ids.iter().filter(|id| held.remove(*id)).cloned().collect()
+fn forget(ids: &[String], held: &mut HashSet<Arc<str>>) -> Vec<String> {
+    ids.iter()
+        .filter(|id| held.remove(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

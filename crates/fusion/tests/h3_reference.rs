@@ -238,7 +238,7 @@ fn the_engine_indexes_and_rolls_up_like_the_reference() {
             let kind = &c.kinds()["water_level"];
             assert_eq!(kind.n, *n, "res {r}: water gauges in {}", c.h3);
             assert_eq!(kind.max_value, Some(*max_value), "res {r}: {}", c.h3);
-            assert_eq!(c.agg.newest_ms, Some(T0));
+            assert_eq!(c.agg.newest_ms(), Some(T0));
         }
         let total: u32 = snapshot.cells.iter().map(|c| c.agg.sensors).sum();
         assert_eq!(

@@ -625,7 +625,7 @@ fn engine_state(p: &Picture) -> State {
                             .collect(),
                         max_level: a.max_level,
                         hazard: a.hazard,
-                        newest_ms: a.newest_ms,
+                        newest_ms: a.newest_ms(),
                     },
                 )
             })
@@ -637,9 +637,9 @@ fn engine_state(p: &Picture) -> State {
             .iter()
             .map(|s| {
                 (
-                    s.id.clone(),
+                    s.id.to_string(),
                     SensorState {
-                        kind: s.kind.clone(),
+                        kind: s.kind.to_string(),
                         lat: s.lat,
                         lon: s.lon,
                         value: s.value,
@@ -654,9 +654,9 @@ fn engine_state(p: &Picture) -> State {
             .iter()
             .map(|u| {
                 (
-                    u.id.clone(),
+                    u.id.to_string(),
                     UnitState {
-                        unit_type: u.unit_type.clone(),
+                        unit_type: u.unit_type.to_string(),
                         lat: u.lat,
                         lon: u.lon,
                         status: u.status,
