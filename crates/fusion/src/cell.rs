@@ -348,7 +348,9 @@ impl CellAgg {
                         exact &= !may_lower(level, k.max_level, same.map(|s| s.0), 0);
                         // NaN (no value) never lowers anything.
                         let v = value.unwrap_or(f64::NAN);
-                        exact &= !(v >= k.max_value && !same.is_some_and(|s| s.1 >= v));
+                        let held_max = v >= k.max_value;
+                        let kept_up = same.is_some_and(|s| s.1 >= v);
+                        exact &= !held_max || kept_up;
                     }
                 }
             }
