@@ -1090,15 +1090,14 @@ impl Picture {
         };
 
         let (units, sensors, incidents) = (&self.units, &self.sensors, &self.incidents);
-        let touched = self.cells.settle(|m| match m {
-            Member::Unit(slot) => units.at(slot)?.contribution().map(|c| c.1),
-            Member::Sensor(slot) => sensors.at(slot)?.contribution().map(|c| c.1),
-            Member::Incident(slot) => incidents.at(slot).map(Incident::contribution),
-        });
         let names = self.names.shared();
-        delta.cells.reserve(touched.len());
-        for cell in touched {
-            match self.cells.get(cell) {
+        self.cells.settle(
+            |m| match m {
+                Member::Unit(slot) => units.at(slot)?.contribution().map(|c| c.1),
+                Member::Sensor(slot) => sensors.at(slot)?.contribution().map(|c| c.1),
+                Member::Incident(slot) => incidents.at(slot).map(Incident::contribution),
+            },
+            |cell, agg| match agg {
                 Some(agg) => delta.cells.push(CellView {
                     h3: cell,
                     res: u8::from(cell.resolution()),
@@ -1109,9 +1108,8 @@ impl Picture {
                     delta.cells_removed.push(cell.to_string());
                     delta.cells_removed_idx.push(cell);
                 }
-            }
-        }
-
+            },
+        );
         let (mut units, mut sensors) = (pending.units, pending.sensors);
         units.sort_unstable();
         units.dedup();

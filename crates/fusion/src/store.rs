@@ -28,10 +28,33 @@ pub(crate) enum Member {
     Incident(Slot),
 }
 
-/// A finest cell: its aggregate and who is inside.
+/// "No parent": the coarsest served resolution.
+const NO_PARENT: u32 = u32::MAX;
+
+/// A cell at a coarser resolution: its aggregate, the slot of its parent
+/// (so that a change climbs the resolutions without hashing) and whether
+/// it changed since the last flush.
+#[derive(Debug)]
+struct Node {
+    agg: CellAgg,
+    parent: u32,
+    touched: bool,
+}
+
+impl Node {
+    fn new(parent: u32) -> Node {
+        Node {
+            agg: CellAgg::default(),
+            parent,
+            touched: false,
+        }
+    }
+}
+
+/// A finest cell: a node and who is inside.
 #[derive(Debug)]
 struct Finest {
-    agg: CellAgg,
+    node: Node,
     members: SmallVec<[Member; 2]>,
 }
 
@@ -78,54 +101,49 @@ impl<T> Slots<T> {
         self.slots[i as usize].as_mut().map(|(_, v)| v)
     }
 
-    fn get_or_insert_with(
-        &mut self,
-        state: &ahash::RandomState,
-        cell: CellIndex,
-        make: impl FnOnce() -> T,
-    ) -> &mut T {
-        let i = match self.find(state, cell) {
-            Some(i) => i,
-            None => {
-                let i = match self.free.pop() {
-                    Some(i) => {
-                        self.slots[i as usize] = Some((cell, make()));
-                        i
-                    }
-                    None => {
-                        if self.slots.len() == self.slots.capacity() {
-                            // Grow by a quarter, not by doubling: a large
-                            // picture wastes at most a fifth of its slots.
-                            self.slots.reserve_exact((self.slots.len() / 4).max(64));
-                        }
-                        self.slots.push(Some((cell, make())));
-                        u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
-                    }
-                };
-                let slots = &self.slots;
-                self.index.insert_unique(hash(state, cell), i, |&j| {
-                    slots[j as usize]
-                        .as_ref()
-                        .map_or(0, |(c, _)| hash(state, *c))
-                });
-                i
-            }
-        };
-        match self.slots[i as usize].as_mut() {
-            Some((_, v)) => v,
-            None => unreachable!("slot {i} was just found or filled"),
-        }
+    /// The cell and value in slot `i`.
+    fn at(&mut self, i: u32) -> Option<(CellIndex, &mut T)> {
+        self.slots
+            .get_mut(i as usize)?
+            .as_mut()
+            .map(|(c, v)| (*c, v))
     }
 
-    fn remove(&mut self, state: &ahash::RandomState, cell: CellIndex) {
+    /// Inserts `cell` (which must not be present); returns its slot.
+    fn insert(&mut self, state: &ahash::RandomState, cell: CellIndex, value: T) -> u32 {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some((cell, value));
+                i
+            }
+            None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by a quarter, not by doubling: a large picture
+                    // wastes at most a fifth of its slots.
+                    self.slots.reserve_exact((self.slots.len() / 4).max(64));
+                }
+                self.slots.push(Some((cell, value)));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
         let slots = &self.slots;
-        if let Ok(entry) = self.index.find_entry(hash(state, cell), |&i| {
-            slots[i as usize].as_ref().is_some_and(|(c, _)| *c == cell)
-        }) {
-            let (i, _) = entry.remove();
-            self.slots[i as usize] = None;
-            self.free.push(i);
+        self.index.insert_unique(hash(state, cell), i, |&j| {
+            slots[j as usize]
+                .as_ref()
+                .map_or(0, |(c, _)| hash(state, *c))
+        });
+        i
+    }
+
+    fn remove_at(&mut self, state: &ahash::RandomState, i: u32) {
+        let Some((cell, _)) = self.slots.get(i as usize).and_then(Option::as_ref) else {
+            return;
+        };
+        if let Ok(entry) = self.index.find_entry(hash(state, *cell), |&j| j == i) {
+            entry.remove();
         }
+        self.slots[i as usize] = None;
+        self.free.push(i);
     }
 
     fn iter(&self) -> impl Iterator<Item = (CellIndex, &T)> {
@@ -144,18 +162,34 @@ impl<T> Slots<T> {
     }
 }
 
+/// Where a changed cell is: finest or coarse, and its slot.
+#[derive(Debug, Clone, Copy)]
+struct Touched {
+    finest: bool,
+    slot: u32,
+    cell: CellIndex,
+}
+
 /// Every non-empty cell at every served resolution.
 #[derive(Debug)]
 pub(crate) struct CellStore {
     /// Served resolutions, finest first.
     res: Vec<Resolution>,
     finest: Slots<Finest>,
-    coarse: Slots<CellAgg>,
+    coarse: Slots<Node>,
     hasher: ahash::RandomState,
-    /// Cells changed since the last flush, at any resolution (may repeat).
-    touched: Vec<CellIndex>,
+    /// Cells changed since the last flush, each once while it stays (a
+    /// cell removed may appear again).
+    touched: Vec<Touched>,
     /// Per served resolution, cells whose maxima may be too high.
     recompute: Vec<Vec<CellIndex>>,
+}
+
+/// One side (old or new) of a change, climbing the resolutions.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    slot: u32,
+    contribution: Contribution,
 }
 
 impl CellStore {
@@ -173,9 +207,9 @@ impl CellStore {
     /// The aggregate of `cell` (at any served resolution).
     pub fn get(&self, cell: CellIndex) -> Option<&CellAgg> {
         if cell.resolution() == self.res[0] {
-            self.finest.get(&self.hasher, cell).map(|f| &f.agg)
+            self.finest.get(&self.hasher, cell).map(|f| &f.node.agg)
         } else {
-            self.coarse.get(&self.hasher, cell)
+            self.coarse.get(&self.hasher, cell).map(|n| &n.agg)
         }
     }
 
@@ -190,8 +224,8 @@ impl CellStore {
     pub fn iter(&self) -> impl Iterator<Item = (CellIndex, &CellAgg)> {
         self.finest
             .iter()
-            .map(|(c, f)| (c, &f.agg))
-            .chain(self.coarse.iter())
+            .map(|(c, f)| (c, &f.node.agg))
+            .chain(self.coarse.iter().map(|(c, n)| (c, &n.agg)))
     }
 
     /// True when nothing changed since the last [`CellStore::settle`].
@@ -222,6 +256,33 @@ impl CellStore {
         self.finest.bytes() + self.coarse.bytes() + spilled_members + spilled_aggs
     }
 
+    /// The slot of the finest `cell`, created with its ancestors if new.
+    fn finest_slot(&mut self, cell: CellIndex) -> u32 {
+        if let Some(i) = self.finest.find(&self.hasher, cell) {
+            return i;
+        }
+        let parent = self.coarse_slot(cell, 1);
+        let finest = Finest {
+            node: Node::new(parent),
+            members: SmallVec::new(),
+        };
+        self.finest.insert(&self.hasher, cell, finest)
+    }
+
+    /// The slot of `cell`'s ancestor at the served resolution `level`,
+    /// created (with its own ancestors) if new.
+    fn coarse_slot(&mut self, cell: CellIndex, level: usize) -> u32 {
+        let Some(ancestor) = self.res.get(level).and_then(|r| cell.parent(*r)) else {
+            return NO_PARENT;
+        };
+        if let Some(i) = self.coarse.find(&self.hasher, ancestor) {
+            return i;
+        }
+        let parent = self.coarse_slot(cell, level + 1);
+        self.coarse
+            .insert(&self.hasher, ancestor, Node::new(parent))
+    }
+
     /// Moves `member`'s contribution from `old` to `new` (cell and what it
     /// adds; either may be none) at every served resolution.
     pub fn change(
@@ -233,88 +294,135 @@ impl CellStore {
         if old == new {
             return;
         }
+        let mut a = old.and_then(|(cell, contribution)| {
+            let slot = self.finest.find(&self.hasher, cell)?;
+            Some(Side { slot, contribution })
+        });
+        let mut b = new.map(|(cell, contribution)| Side {
+            slot: self.finest_slot(cell),
+            contribution,
+        });
         for level in 0..self.res.len() {
-            let res = self.res[level];
-            let up = |x: Option<(CellIndex, Contribution)>| {
-                x.and_then(|(c, k)| c.parent(res).map(|p| (p, k)))
+            let same = matches!((a, b), (Some(x), Some(y)) if x.slot == y.slot);
+            let then = if same {
+                b.map(|s| s.contribution)
+            } else {
+                None
             };
-            let (a, b) = (up(old), up(new));
-            let same_cell = matches!((a, b), (Some((x, _)), Some((y, _))) if x == y);
-            if let Some((cell, c)) = a {
-                let then = if same_cell { b.map(|(_, k)| k) } else { None };
-                self.sub(level, cell, member, &c, then.as_ref(), !same_cell);
+            let mut up_a = None;
+            if let Some(side) = a {
+                up_a = self.sub(level, side, member, then.as_ref(), !same);
             }
-            if let Some((cell, c)) = b {
-                self.add(level, cell, member, &c, !same_cell);
+            let mut up_b = None;
+            if let Some(side) = b {
+                up_b = self.add(level, side, member, !same);
+            }
+            a = a.zip(up_a).map(|(s, slot)| Side { slot, ..s });
+            b = b.zip(up_b).map(|(s, slot)| Side { slot, ..s });
+            if a.is_none() && b.is_none() {
+                break;
             }
         }
     }
 
-    fn add(&mut self, level: usize, cell: CellIndex, member: Member, c: &Contribution, join: bool) {
-        self.touched.push(cell);
+    /// The node in `slot` at `level`, its cell, and (finest only) its members.
+    fn node(
+        &mut self,
+        level: usize,
+        slot: u32,
+    ) -> Option<(CellIndex, &mut Node, Option<&mut SmallVec<[Member; 2]>>)> {
         if level == 0 {
-            let f = self
-                .finest
-                .get_or_insert_with(&self.hasher, cell, || Finest {
-                    agg: CellAgg::default(),
-                    members: SmallVec::new(),
-                });
-            f.agg.add(c);
-            if join {
-                f.members.push(member);
-            }
+            let (cell, f) = self.finest.at(slot)?;
+            Some((cell, &mut f.node, Some(&mut f.members)))
         } else {
-            self.coarse
-                .get_or_insert_with(&self.hasher, cell, CellAgg::default)
-                .add(c);
+            let (cell, n) = self.coarse.at(slot)?;
+            Some((cell, n, None))
         }
     }
 
+    fn touch(
+        touched: &mut Vec<Touched>,
+        level: usize,
+        slot: u32,
+        cell: CellIndex,
+        node: &mut Node,
+    ) {
+        if !node.touched {
+            node.touched = true;
+            touched.push(Touched {
+                finest: level == 0,
+                slot,
+                cell,
+            });
+        }
+    }
+
+    /// Adds a contribution at `level`; returns the parent's slot.
+    fn add(&mut self, level: usize, side: Side, member: Member, join: bool) -> Option<u32> {
+        let mut touched = std::mem::take(&mut self.touched);
+        let (cell, node, members) = self.node(level, side.slot)?;
+        node.agg.add(&side.contribution);
+        if let (true, Some(members)) = (join, members) {
+            members.push(member);
+        }
+        let parent = node.parent;
+        Self::touch(&mut touched, level, side.slot, cell, node);
+        self.touched = touched;
+        (parent != NO_PARENT).then_some(parent)
+    }
+
+    /// Removes a contribution at `level` (and the cell, if that empties
+    /// it); returns the parent's slot.
     fn sub(
         &mut self,
         level: usize,
-        cell: CellIndex,
+        side: Side,
         member: Member,
-        c: &Contribution,
         then: Option<&Contribution>,
         leave: bool,
-    ) {
-        self.touched.push(cell);
-        let (exact, empty) = if level == 0 {
-            let Some(f) = self.finest.get_mut(&self.hasher, cell) else {
-                return;
-            };
-            if leave {
-                if let Some(i) = f.members.iter().position(|m| *m == member) {
-                    f.members.swap_remove(i);
-                }
+    ) -> Option<u32> {
+        let mut touched = std::mem::take(&mut self.touched);
+        let (cell, node, members) = self.node(level, side.slot)?;
+        if let (true, Some(members)) = (leave, members) {
+            if let Some(i) = members.iter().position(|m| *m == member) {
+                members.swap_remove(i);
             }
-            (f.agg.sub(c, then), f.agg.is_empty() && then.is_none())
-        } else {
-            let Some(agg) = self.coarse.get_mut(&self.hasher, cell) else {
-                return;
-            };
-            (agg.sub(c, then), agg.is_empty() && then.is_none())
-        };
-        if empty {
-            if level == 0 {
-                self.finest.remove(&self.hasher, cell);
-            } else {
-                self.coarse.remove(&self.hasher, cell);
-            }
-        } else if !exact {
-            self.recompute[level].push(cell);
         }
+        let exact = node.agg.sub(&side.contribution, then);
+        let parent = node.parent;
+        let empty = node.agg.is_empty() && then.is_none();
+        if empty {
+            // Listed even if touched before: it is gone now.
+            touched.push(Touched {
+                finest: level == 0,
+                slot: side.slot,
+                cell,
+            });
+            if level == 0 {
+                self.finest.remove_at(&self.hasher, side.slot);
+            } else {
+                self.coarse.remove_at(&self.hasher, side.slot);
+            }
+        } else {
+            Self::touch(&mut touched, level, side.slot, cell, node);
+            if !exact {
+                self.recompute[level].push(cell);
+            }
+        }
+        self.touched = touched;
+        (parent != NO_PARENT).then_some(parent)
     }
 
     /// Recomputes the cells whose maxima may have fallen, finest first
     /// (from their members' contributions), then each coarser resolution
-    /// from its children. Returns the cells changed since the last call,
-    /// sorted.
+    /// from its children. Then hands every cell changed since the last
+    /// call to `emit`, with its aggregate (`None`: the cell was removed),
+    /// each once.
     pub fn settle(
         &mut self,
         contribution: impl Fn(Member) -> Option<Contribution>,
-    ) -> Vec<CellIndex> {
+        mut emit: impl FnMut(CellIndex, Option<&CellAgg>),
+    ) {
         let mut scratch = CellAgg::default();
         for level in 0..self.res.len() {
             let mut cells = std::mem::take(&mut self.recompute[level]);
@@ -325,10 +433,10 @@ impl CellStore {
                     let Some(f) = self.finest.get_mut(&self.hasher, cell) else {
                         continue;
                     };
-                    f.agg.clear();
+                    f.node.agg.clear();
                     for m in &f.members {
                         if let Some(c) = contribution(*m) {
-                            f.agg.add(&c);
+                            f.node.agg.add(&c);
                         }
                     }
                 } else {
@@ -338,8 +446,8 @@ impl CellStore {
                             scratch.merge(a);
                         }
                     }
-                    if let Some(agg) = self.coarse.get_mut(&self.hasher, cell) {
-                        std::mem::swap(agg, &mut scratch);
+                    if let Some(n) = self.coarse.get_mut(&self.hasher, cell) {
+                        std::mem::swap(&mut n.agg, &mut scratch);
                     }
                 }
             }
@@ -347,8 +455,31 @@ impl CellStore {
             self.recompute[level] = cells;
         }
         let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable();
-        touched.dedup();
-        touched
+        let mut gone = Vec::new();
+        for t in touched.drain(..) {
+            let here = if t.finest {
+                self.finest.at(t.slot).map(|(c, f)| (c, &mut f.node))
+            } else {
+                self.coarse.at(t.slot)
+            };
+            match here {
+                Some((cell, node)) if cell == t.cell => {
+                    if node.touched {
+                        node.touched = false;
+                        emit(cell, Some(&node.agg));
+                    }
+                }
+                _ => gone.push(t.cell),
+            }
+        }
+        self.touched = touched;
+        // Removed cells, unless they came back (then listed above).
+        gone.sort_unstable();
+        gone.dedup();
+        for cell in gone {
+            if self.get(cell).is_none() {
+                emit(cell, None);
+            }
+        }
     }
 }
