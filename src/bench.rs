@@ -649,6 +649,9 @@ fn yes_no(b: bool) -> &'static str {
 #[derive(Debug)]
 struct Memory {
     rss_delta: Option<u64>,
+    /// Bytes held by the cell index (aggregates at every resolution,
+    /// members, tables), counted from its allocations.
+    index_bytes: usize,
     cells_finest: usize,
     cells_total: usize,
     finest: Resolution,
@@ -715,6 +718,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             let snapshot = picture.snapshot(&everything, now);
             let memory = Memory {
                 rss_delta: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+                index_bytes: picture.cell_index_bytes().0,
                 cells_finest: snapshot.cells.len(),
                 cells_total: picture.counts().3,
                 finest,
@@ -735,9 +739,9 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     let ratio = events_per_s / raw_events_per_s.max(1e-9);
     let flush_share = median(flush_shares);
     let rss_delta = memory.rss_delta.unwrap_or(0);
-    let bytes_per_cell = rss_delta as f64 / memory.cells_finest.max(1) as f64;
-    let bytes_per_cell_all = rss_delta as f64 / memory.cells_total.max(1) as f64;
-    let bytes_per_entity = rss_delta as f64 / (w.sensors + w.units).max(1) as f64;
+    let bytes_per_cell = memory.index_bytes as f64 / memory.cells_finest.max(1) as f64;
+    let rss_per_cell = rss_delta as f64 / memory.cells_finest.max(1) as f64;
+    let rss_per_entity = rss_delta as f64 / (w.sensors + w.units).max(1) as f64;
 
     println!(
         "outcomes: {} applied, {} duplicate, {} outdated, {} refused; {} flushes (one per {FLUSH_EVERY} events); {} alerts raised",
@@ -756,25 +760,33 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         "ratio   {ratio:.3} (target ≥ {TARGET_RATIO}: {})",
         verdict(ratio >= TARGET_RATIO)
     );
+    println!(
+        "memory  cell index {:.1} MiB for {} cells at all resolutions: {bytes_per_cell:.0} bytes per active \
+         res-{} cell ({} cells; target ≤ {TARGET_BYTES_PER_CELL:.0}: {})",
+        memory.index_bytes as f64 / (1024.0 * 1024.0),
+        memory.cells_total,
+        u8::from(memory.finest),
+        memory.cells_finest,
+        verdict(bytes_per_cell <= TARGET_BYTES_PER_CELL),
+    );
     match memory.rss_delta {
         Some(d) => println!(
-            "memory  picture grew the resident set by {:.1} MiB: {bytes_per_cell:.0} bytes per active res-{} cell \
-             ({} cells; target ≤ {TARGET_BYTES_PER_CELL:.0}: {}), {bytes_per_cell_all:.0} per cell over all \
-             resolutions ({} cells), {bytes_per_entity:.0} per entity",
+            "        the whole picture (entities, names, alerts and the index) grew the resident set by \
+             {:.1} MiB: {rss_per_cell:.0} bytes per active res-{} cell, {rss_per_entity:.0} per entity",
             d as f64 / (1024.0 * 1024.0),
             u8::from(memory.finest),
-            memory.cells_finest,
-            verdict(bytes_per_cell <= TARGET_BYTES_PER_CELL),
-            memory.cells_total,
         ),
-        None => println!("memory  not measured: /proc/self/status is not readable here"),
+        None => {
+            println!("        resident set not measured: /proc/self/status is not readable here")
+        }
     }
     if a.json {
         println!(
             "{{\"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
              \"events_per_s\":{events_per_s:.0},\"raw_events_per_s\":{raw_events_per_s:.0},\
              \"ratio\":{ratio:.4},\"flush_share\":{flush_share:.4},\
-             \"bytes_per_cell\":{bytes_per_cell:.1},\"bytes_per_cell_all_res\":{bytes_per_cell_all:.1},\
+             \"bytes_per_cell\":{bytes_per_cell:.1},\"index_bytes\":{},\
+             \"rss_bytes_per_cell\":{rss_per_cell:.1},\"rss_bytes_per_entity\":{rss_per_entity:.1},\
              \"rss_delta_bytes\":{rss_delta},\"cells_res10\":{},\"cells_total\":{},\
              \"fma\":{fma},\"avx2\":{avx2}}}",
             w.events.len(),
@@ -782,6 +794,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             w.units,
             a.seed,
             a.runs,
+            memory.index_bytes,
             memory.cells_finest,
             memory.cells_total,
         );

@@ -137,6 +137,17 @@ fn may_lower<T: PartialOrd>(old: T, current: T, then: Option<T>, neutral: T) -> 
     old > neutral && old >= current && then.is_none_or(|t| t < old)
 }
 
+/// Updates the maximum `current` for one holder's share going from `old`
+/// to `new`; false when it may now be too high (the old share may have
+/// been the maximum and the new one is lower).
+fn keep_max<T: PartialOrd + Copy>(current: &mut T, old: T, new: T, neutral: T) -> bool {
+    let exact = !may_lower(old, *current, Some(new), neutral);
+    if new > *current {
+        *current = new;
+    }
+    exact
+}
+
 /// What is inside one H3 cell.
 #[derive(Debug, PartialEq)]
 pub struct CellAgg {
@@ -362,6 +373,81 @@ impl CellAgg {
             return true;
         }
         exact
+    }
+
+    /// Replaces one entity's contribution `old` by `new` in this cell (an
+    /// observation, a status change, a move inside the cell): what
+    /// [`CellAgg::sub`] then [`CellAgg::add`] do, without taking the
+    /// entity's name entry out and putting it back. Returns false when a
+    /// maximum may now be too high.
+    pub(crate) fn replace(&mut self, old: &Contribution, new: &Contribution) -> bool {
+        match (*old, *new) {
+            (
+                Contribution::Sensor {
+                    kind,
+                    level: l0,
+                    value: v0,
+                    ..
+                },
+                Contribution::Sensor {
+                    kind: k1,
+                    level: l1,
+                    value: v1,
+                    ..
+                },
+            ) if kind == k1 => {
+                let Ok(i) = self.kinds.binary_search_by_key(&kind, |k| k.id) else {
+                    // Not where it should be: let a recomputation decide.
+                    self.add(new);
+                    return false;
+                };
+                let k = &mut self.kinds[i];
+                let (v0, v1) = (v0.unwrap_or(f64::NAN), v1.unwrap_or(f64::NAN));
+                // NaN compares false: no value never held nor keeps a maximum.
+                let held = v0 >= k.max_value;
+                let kept_up = v1 >= v0;
+                let mut exact = !held || kept_up;
+                k.max_value = k.max_value.max(v1);
+                exact &= keep_max(&mut k.max_level, l0, l1, 0);
+                exact &= keep_max(&mut self.max_level, l0, l1, 0);
+                exact &= keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0);
+                exact &= keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME);
+                exact
+            }
+            (
+                Contribution::Unit {
+                    class: c0,
+                    unit_type: u0,
+                    ..
+                },
+                Contribution::Unit {
+                    class: c1,
+                    unit_type: u1,
+                    ..
+                },
+            ) => {
+                if c0 != c1 {
+                    let n = self.class_count(c0);
+                    *n = n.saturating_sub(1);
+                    *self.class_count(c1) += 1;
+                }
+                if u0 != u1 {
+                    if let Ok(i) = self.unit_types.binary_search_by_key(&u0, |(k, _)| *k) {
+                        self.unit_types[i].1 -= 1;
+                        if self.unit_types[i].1 == 0 {
+                            self.unit_types.remove(i);
+                        }
+                    }
+                    self.add_type(u1, 1);
+                }
+                keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME)
+            }
+            _ => {
+                let exact = self.sub(old, Some(new));
+                self.add(new);
+                exact
+            }
+        }
     }
 
     /// Merges another aggregate into this one.

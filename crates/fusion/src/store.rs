@@ -51,11 +51,14 @@ impl Node {
     }
 }
 
+/// Who is inside a finest cell (two inline, more on the heap).
+type Members = SmallVec<[Member; 2]>;
+
 /// A finest cell: a node and who is inside.
 #[derive(Debug)]
 struct Finest {
     node: Node,
-    members: SmallVec<[Member; 2]>,
+    members: Members,
 }
 
 /// Slots of `T` by cell with a free list, indexed by a hash table of slot
@@ -294,29 +297,33 @@ impl CellStore {
         if old == new {
             return;
         }
+        let same_finest = matches!((old, new), (Some((x, _)), Some((y, _))) if x == y);
         let mut a = old.and_then(|(cell, contribution)| {
             let slot = self.finest.find(&self.hasher, cell)?;
             Some(Side { slot, contribution })
         });
-        let mut b = new.map(|(cell, contribution)| Side {
-            slot: self.finest_slot(cell),
-            contribution,
-        });
+        let mut b = match (new, a) {
+            (Some((_, contribution)), Some(side)) if same_finest => Some(Side {
+                slot: side.slot,
+                contribution,
+            }),
+            (Some((cell, contribution)), _) => Some(Side {
+                slot: self.finest_slot(cell),
+                contribution,
+            }),
+            (None, _) => None,
+        };
         for level in 0..self.res.len() {
-            let same = matches!((a, b), (Some(x), Some(y)) if x.slot == y.slot);
-            let then = if same {
-                b.map(|s| s.contribution)
-            } else {
-                None
+            let (up_a, up_b) = match (a, b) {
+                (Some(x), Some(y)) if x.slot == y.slot => {
+                    let up = self.replace(level, x.slot, &x.contribution, &y.contribution);
+                    (up, up)
+                }
+                _ => (
+                    a.and_then(|side| self.sub(level, side, member)),
+                    b.and_then(|side| self.add(level, side, member)),
+                ),
             };
-            let mut up_a = None;
-            if let Some(side) = a {
-                up_a = self.sub(level, side, member, then.as_ref(), !same);
-            }
-            let mut up_b = None;
-            if let Some(side) = b {
-                up_b = self.add(level, side, member, !same);
-            }
             a = a.zip(up_a).map(|(s, slot)| Side { slot, ..s });
             b = b.zip(up_b).map(|(s, slot)| Side { slot, ..s });
             if a.is_none() && b.is_none() {
@@ -325,12 +332,33 @@ impl CellStore {
         }
     }
 
+    /// Replaces a contribution in the same cell at `level`; returns the
+    /// parent's slot.
+    fn replace(
+        &mut self,
+        level: usize,
+        slot: u32,
+        old: &Contribution,
+        new: &Contribution,
+    ) -> Option<u32> {
+        let mut touched = std::mem::take(&mut self.touched);
+        let (cell, node, _) = self.node(level, slot)?;
+        let exact = node.agg.replace(old, new);
+        let parent = node.parent;
+        Self::touch(&mut touched, level, slot, cell, node);
+        if !exact {
+            self.recompute[level].push(cell);
+        }
+        self.touched = touched;
+        (parent != NO_PARENT).then_some(parent)
+    }
+
     /// The node in `slot` at `level`, its cell, and (finest only) its members.
     fn node(
         &mut self,
         level: usize,
         slot: u32,
-    ) -> Option<(CellIndex, &mut Node, Option<&mut SmallVec<[Member; 2]>>)> {
+    ) -> Option<(CellIndex, &mut Node, Option<&mut Members>)> {
         if level == 0 {
             let (cell, f) = self.finest.at(slot)?;
             Some((cell, &mut f.node, Some(&mut f.members)))
@@ -358,11 +386,11 @@ impl CellStore {
     }
 
     /// Adds a contribution at `level`; returns the parent's slot.
-    fn add(&mut self, level: usize, side: Side, member: Member, join: bool) -> Option<u32> {
+    fn add(&mut self, level: usize, side: Side, member: Member) -> Option<u32> {
         let mut touched = std::mem::take(&mut self.touched);
         let (cell, node, members) = self.node(level, side.slot)?;
         node.agg.add(&side.contribution);
-        if let (true, Some(members)) = (join, members) {
+        if let Some(members) = members {
             members.push(member);
         }
         let parent = node.parent;
@@ -373,24 +401,17 @@ impl CellStore {
 
     /// Removes a contribution at `level` (and the cell, if that empties
     /// it); returns the parent's slot.
-    fn sub(
-        &mut self,
-        level: usize,
-        side: Side,
-        member: Member,
-        then: Option<&Contribution>,
-        leave: bool,
-    ) -> Option<u32> {
+    fn sub(&mut self, level: usize, side: Side, member: Member) -> Option<u32> {
         let mut touched = std::mem::take(&mut self.touched);
         let (cell, node, members) = self.node(level, side.slot)?;
-        if let (true, Some(members)) = (leave, members) {
+        if let Some(members) = members {
             if let Some(i) = members.iter().position(|m| *m == member) {
                 members.swap_remove(i);
             }
         }
-        let exact = node.agg.sub(&side.contribution, then);
+        let exact = node.agg.sub(&side.contribution, None);
         let parent = node.parent;
-        let empty = node.agg.is_empty() && then.is_none();
+        let empty = node.agg.is_empty();
         if empty {
             // Listed even if touched before: it is gone now.
             touched.push(Touched {
