@@ -13,7 +13,7 @@
 //! cell is recomputed (from its members, or from its children) once per
 //! flush.
 //!
-//! An aggregate is compact (88 bytes, nothing on the heap while a cell
+//! An aggregate is compact (80 bytes, nothing on the heap while a cell
 //! holds one unit type and one sensor kind): names are interned ids, "no
 //! time" and "no value" are sentinels instead of options.
 
@@ -121,13 +121,6 @@ impl Contribution {
             _ => None,
         }
     }
-
-    fn sensor_level(&self) -> u8 {
-        match self {
-            Contribution::Sensor { level, .. } => *level,
-            _ => 0,
-        }
-    }
 }
 
 /// Whether removing a contribution's `old` share of a maximum `current`
@@ -159,13 +152,9 @@ pub struct CellAgg {
     pub units_unavailable: u32,
     /// Units that have not reported a status yet.
     pub units_unknown: u32,
-    /// Number of sensors.
-    pub sensors: u32,
     /// Incidents whose area covers the cell.
     pub incidents: u32,
     newest: EpochMs,
-    /// Highest sensor level.
-    pub max_level: u8,
     /// Hazard level 0–4: the maximum over sensor levels and the severities
     /// of covering incidents.
     pub hazard: u8,
@@ -194,10 +183,8 @@ impl Default for CellAgg {
             units_on_mission: 0,
             units_unavailable: 0,
             units_unknown: 0,
-            sensors: 0,
             incidents: 0,
             newest: NO_TIME,
-            max_level: 0,
             hazard: 0,
             unit_types: SmallVec::new(),
             kinds: SmallVec::new(),
@@ -210,8 +197,18 @@ impl CellAgg {
     pub fn is_empty(&self) -> bool {
         self.units_available + self.units_on_mission + self.units_unavailable + self.units_unknown
             == 0
-            && self.sensors == 0
+            && self.kinds.is_empty()
             && self.incidents == 0
+    }
+
+    /// Number of sensors.
+    pub fn sensors(&self) -> u32 {
+        self.kinds.iter().map(|k| k.n).sum()
+    }
+
+    /// Highest sensor level.
+    pub fn max_level(&self) -> u8 {
+        self.kinds.iter().map(|k| k.max_level).max().unwrap_or(0)
     }
 
     /// Newest event time of anything inside.
@@ -243,6 +240,31 @@ impl CellAgg {
             0
         };
         types + kinds
+    }
+
+    /// Makes this aggregate equal to `other`, with name lists no larger
+    /// on the heap than they need to be (a recomputed cell keeps its
+    /// size; the scratch it was computed in may have been larger).
+    pub(crate) fn assign(&mut self, other: &CellAgg) {
+        fn copy<A: smallvec::Array>(to: &mut SmallVec<A>, from: &[A::Item])
+        where
+            A::Item: Copy,
+        {
+            to.clear();
+            to.extend_from_slice(from);
+            if to.spilled() && to.capacity() > to.len() {
+                to.shrink_to_fit();
+            }
+        }
+        copy(&mut self.unit_types, &other.unit_types);
+        copy(&mut self.kinds, &other.kinds);
+        self.units_available = other.units_available;
+        self.units_on_mission = other.units_on_mission;
+        self.units_unavailable = other.units_unavailable;
+        self.units_unknown = other.units_unknown;
+        self.incidents = other.incidents;
+        self.newest = other.newest;
+        self.hazard = other.hazard;
     }
 
     /// Empties the aggregate, keeping its allocations for reuse.
@@ -300,14 +322,12 @@ impl CellAgg {
             Contribution::Sensor {
                 kind, level, value, ..
             } => {
-                self.sensors += 1;
                 self.add_kind(KindEntry {
                     max_value: value.unwrap_or(f64::NAN),
                     n: 1,
                     id: kind,
                     max_level: level,
                 });
-                self.max_level = self.max_level.max(level);
             }
             Contribution::Incident { .. } => self.incidents += 1,
         }
@@ -342,13 +362,6 @@ impl CellAgg {
             Contribution::Sensor {
                 kind, level, value, ..
             } => {
-                self.sensors = self.sensors.saturating_sub(1);
-                exact &= !may_lower(
-                    level,
-                    self.max_level,
-                    then.map(Contribution::sensor_level),
-                    0,
-                );
                 if let Ok(i) = self.kinds.binary_search_by_key(&kind, |k| k.id) {
                     let k = &mut self.kinds[i];
                     k.n -= 1;
@@ -409,7 +422,6 @@ impl CellAgg {
                 let mut exact = !held || kept_up;
                 k.max_value = k.max_value.max(v1);
                 exact &= keep_max(&mut k.max_level, l0, l1, 0);
-                exact &= keep_max(&mut self.max_level, l0, l1, 0);
                 exact &= keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0);
                 exact &= keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME);
                 exact
@@ -459,12 +471,10 @@ impl CellAgg {
         for (t, n) in &other.unit_types {
             self.add_type(*t, *n);
         }
-        self.sensors += other.sensors;
         for k in &other.kinds {
             self.add_kind(*k);
         }
         self.incidents += other.incidents;
-        self.max_level = self.max_level.max(other.max_level);
         self.hazard = self.hazard.max(other.hazard);
         self.newest = self.newest.max(other.newest);
     }
@@ -530,7 +540,7 @@ mod tests {
         assert_eq!(kinds[0].1.n, 3);
         assert_eq!(kinds[0].1.max_value, Some(3.0));
         assert_eq!(ab_c.hazard, 4, "the incident's severity");
-        assert_eq!(ab_c.max_level, 3, "sensor levels alone");
+        assert_eq!(ab_c.max_level(), 3, "sensor levels alone");
         assert_eq!(ab_c.incidents, 1);
         assert_eq!(ab_c.newest_ms(), Some(10));
     }

@@ -85,8 +85,8 @@ fn a_sensor_lands_in_its_cell_at_every_resolution() {
             .find(|c| c.res == res)
             .expect("a cell at every resolution");
         assert_eq!(cell.h3, expected);
-        assert_eq!(cell.agg.sensors, 1);
-        assert_eq!(cell.agg.max_level, 1, "4.0 m NHN is above 3.6");
+        assert_eq!(cell.agg.sensors(), 1);
+        assert_eq!(cell.agg.max_level(), 1, "4.0 m NHN is above 3.6");
         assert_eq!(cell.kinds()["water_level"].max_value, Some(4.0));
     }
     assert_eq!(delta.sensors.len(), 1);
@@ -711,6 +711,10 @@ fn a_falling_maximum_is_recomputed_at_every_resolution() {
     );
     p.flush(T0);
     for (cell, agg) in p.cells.iter() {
-        assert_eq!((agg.max_level, agg.hazard), (0, 0), "cell {cell}: {agg:?}");
+        assert_eq!(
+            (agg.max_level(), agg.hazard),
+            (0, 0),
+            "cell {cell}: {agg:?}"
+        );
     }
 }

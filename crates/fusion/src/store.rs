@@ -10,8 +10,8 @@
 //! from its children. Everything else is exact as it stands.
 //!
 //! Storage is compact, since a city-wide picture holds hundreds of
-//! thousands of cells: aggregates live in dense slot vectors that grow by a
-//! quarter at a time, and the hash tables hold four-byte slot numbers.
+//! thousands of cells: aggregates live in dense slot vectors that grow by an
+//! eighth at a time, and the hash tables hold four-byte slot numbers.
 
 use h3o::{CellIndex, Resolution};
 use hashbrown::HashTable;
@@ -121,9 +121,9 @@ impl<T> Slots<T> {
             }
             None => {
                 if self.slots.len() == self.slots.capacity() {
-                    // Grow by a quarter, not by doubling: a large picture
-                    // wastes at most a fifth of its slots.
-                    self.slots.reserve_exact((self.slots.len() / 4).max(64));
+                    // Grow by an eighth, not by doubling: a large picture
+                    // leaves at most a ninth of its slots unused.
+                    self.slots.reserve_exact((self.slots.len() / 8).max(64));
                 }
                 self.slots.push(Some((cell, value)));
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
@@ -468,7 +468,7 @@ impl CellStore {
                         }
                     }
                     if let Some(n) = self.coarse.get_mut(&self.hasher, cell) {
-                        std::mem::swap(&mut n.agg, &mut scratch);
+                        n.agg.assign(&scratch);
                     }
                 }
             }

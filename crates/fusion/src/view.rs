@@ -90,11 +90,11 @@ impl Serialize for CellView {
         st.serialize_field("units_unavailable", &a.units_unavailable)?;
         st.serialize_field("units_unknown", &a.units_unknown)?;
         st.serialize_field("unit_types", &Named(a.unit_type_ids(), &self.names))?;
-        st.serialize_field("sensors", &a.sensors)?;
+        st.serialize_field("sensors", &a.sensors())?;
         let kinds: Vec<(NameId, KindAgg)> = a.kind_ids().collect();
         st.serialize_field("kinds", &Named(&kinds, &self.names))?;
         st.serialize_field("incidents", &a.incidents)?;
-        st.serialize_field("max_level", &a.max_level)?;
+        st.serialize_field("max_level", &a.max_level())?;
         st.serialize_field("hazard", &a.hazard)?;
         st.serialize_field("newest_ms", &a.newest_ms())?;
         st.end()

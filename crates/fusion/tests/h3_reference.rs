@@ -234,13 +234,13 @@ fn the_engine_indexes_and_rolls_up_like_the_reference() {
             let Some((n, max_value)) = expected.get(&c.h3) else {
                 panic!("res {r}: cell {} is not a reference cell", c.h3);
             };
-            assert_eq!(c.agg.sensors, *n, "res {r}: sensors in {}", c.h3);
+            assert_eq!(c.agg.sensors(), *n, "res {r}: sensors in {}", c.h3);
             let kind = &c.kinds()["water_level"];
             assert_eq!(kind.n, *n, "res {r}: water gauges in {}", c.h3);
             assert_eq!(kind.max_value, Some(*max_value), "res {r}: {}", c.h3);
             assert_eq!(c.agg.newest_ms(), Some(T0));
         }
-        let total: u32 = snapshot.cells.iter().map(|c| c.agg.sensors).sum();
+        let total: u32 = snapshot.cells.iter().map(|c| c.agg.sensors()).sum();
         assert_eq!(
             total as usize,
             points.len(),

@@ -617,13 +617,13 @@ fn engine_state(p: &Picture) -> State {
                         units_unavailable: a.units_unavailable,
                         units_unknown: a.units_unknown,
                         unit_types: c.unit_types(),
-                        sensors: a.sensors,
+                        sensors: a.sensors(),
                         kinds: c
                             .kinds()
                             .iter()
                             .map(|(k, v)| (k.clone(), (v.n, v.max_level, v.max_value)))
                             .collect(),
-                        max_level: a.max_level,
+                        max_level: a.max_level(),
                         hazard: a.hazard,
                         newest_ms: a.newest_ms(),
                     },
