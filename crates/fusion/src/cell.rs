@@ -13,8 +13,8 @@
 //! cell is recomputed (from its members, or from its children) once per
 //! flush.
 //!
-//! An aggregate is compact (80 bytes, nothing on the heap while a cell
-//! holds one unit type and one sensor kind): names are interned ids, "no
+//! An aggregate is compact (56 bytes, nothing on the heap while a cell
+//! holds one unit type or one sensor kind): names are interned ids, "no
 //! time" and "no value" are sentinels instead of options.
 
 use serde::Serialize;
@@ -38,15 +38,52 @@ pub struct KindAgg {
     pub max_value: Option<f64>,
 }
 
-/// Sensors of one kind, as stored (16 bytes).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Units of one type or sensors of one kind, as stored (16 bytes; one
+/// list holds both, unit types first).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct KindEntry {
     /// Highest current value; NaN while none has reported (`f64::max`
-    /// ignores NaN, so merging needs no special case).
+    /// ignores NaN, so merging needs no special case). Sensors only.
     max_value: f64,
     n: u32,
     id: NameId,
+    /// Highest level. Sensors only.
     max_level: u8,
+    /// A sensor kind (else a unit type).
+    sensor: bool,
+}
+
+impl PartialEq for KindEntry {
+    /// Field by field, "no value" (NaN) equal to itself.
+    fn eq(&self, other: &Self) -> bool {
+        let same_value = self.max_value == other.max_value
+            || (self.max_value.is_nan() && other.max_value.is_nan());
+        same_value
+            && self.key() == other.key()
+            && (self.n, self.max_level) == (other.n, other.max_level)
+    }
+}
+
+impl KindEntry {
+    fn key(&self) -> (bool, NameId) {
+        (self.sensor, self.id)
+    }
+
+    fn unit_type(id: NameId, n: u32) -> KindEntry {
+        KindEntry {
+            max_value: f64::NAN,
+            n,
+            id,
+            max_level: 0,
+            sensor: false,
+        }
+    }
+
+    fn merge(&mut self, other: &KindEntry) {
+        self.n += other.n;
+        self.max_level = self.max_level.max(other.max_level);
+        self.max_value = self.max_value.max(other.max_value);
+    }
 }
 
 impl KindEntry {
@@ -158,10 +195,8 @@ pub struct CellAgg {
     /// Hazard level 0–4: the maximum over sensor levels and the severities
     /// of covering incidents.
     pub hazard: u8,
-    /// Unit counts by unit type (name id), sorted by id.
-    unit_types: SmallVec<[(NameId, u32); 2]>,
-    /// Sensors by kind, sorted by id.
-    kinds: SmallVec<[KindEntry; 1]>,
+    /// Unit counts by type, then sensors by kind, each sorted by name id.
+    names: SmallVec<[KindEntry; 1]>,
 }
 
 impl Clone for CellAgg {
@@ -169,8 +204,7 @@ impl Clone for CellAgg {
     /// slices rather than element by element).
     fn clone(&self) -> Self {
         CellAgg {
-            unit_types: SmallVec::from_slice(&self.unit_types),
-            kinds: SmallVec::from_slice(&self.kinds),
+            names: SmallVec::from_slice(&self.names),
             ..*self
         }
     }
@@ -186,8 +220,7 @@ impl Default for CellAgg {
             incidents: 0,
             newest: NO_TIME,
             hazard: 0,
-            unit_types: SmallVec::new(),
-            kinds: SmallVec::new(),
+            names: SmallVec::new(),
         }
     }
 }
@@ -197,18 +230,18 @@ impl CellAgg {
     pub fn is_empty(&self) -> bool {
         self.units_available + self.units_on_mission + self.units_unavailable + self.units_unknown
             == 0
-            && self.kinds.is_empty()
+            && !self.names.last().is_some_and(|e| e.sensor)
             && self.incidents == 0
     }
 
     /// Number of sensors.
     pub fn sensors(&self) -> u32 {
-        self.kinds.iter().map(|k| k.n).sum()
+        self.kinds().map(|k| k.n).sum()
     }
 
     /// Highest sensor level.
     pub fn max_level(&self) -> u8 {
-        self.kinds.iter().map(|k| k.max_level).max().unwrap_or(0)
+        self.kinds().map(|k| k.max_level).max().unwrap_or(0)
     }
 
     /// Newest event time of anything inside.
@@ -216,48 +249,42 @@ impl CellAgg {
         (self.newest != NO_TIME).then_some(self.newest)
     }
 
+    fn kinds(&self) -> impl Iterator<Item = &KindEntry> {
+        self.names.iter().filter(|e| e.sensor)
+    }
+
     /// Unit counts by type id, sorted by id.
-    pub fn unit_type_ids(&self) -> &[(NameId, u32)] {
-        &self.unit_types
+    pub fn unit_type_ids(&self) -> impl Iterator<Item = (NameId, u32)> + '_ {
+        self.names
+            .iter()
+            .take_while(|e| !e.sensor)
+            .map(|e| (e.id, e.n))
     }
 
     /// Sensor aggregates by kind id, sorted by id.
     pub fn kind_ids(&self) -> impl Iterator<Item = (NameId, KindAgg)> + '_ {
-        self.kinds.iter().map(|k| (k.id, k.view()))
+        self.kinds().map(|k| (k.id, k.view()))
     }
 
     /// Bytes this aggregate holds on the heap (kinds or types beyond the
     /// inline capacity).
     pub(crate) fn heap_bytes(&self) -> usize {
-        let types = if self.unit_types.spilled() {
-            self.unit_types.capacity() * std::mem::size_of::<(NameId, u32)>()
+        if self.names.spilled() {
+            self.names.capacity() * std::mem::size_of::<KindEntry>()
         } else {
             0
-        };
-        let kinds = if self.kinds.spilled() {
-            self.kinds.capacity() * std::mem::size_of::<KindEntry>()
-        } else {
-            0
-        };
-        types + kinds
+        }
     }
 
     /// Makes this aggregate equal to `other`, with name lists no larger
     /// on the heap than they need to be (a recomputed cell keeps its
     /// size; the scratch it was computed in may have been larger).
     pub(crate) fn assign(&mut self, other: &CellAgg) {
-        fn copy<A: smallvec::Array>(to: &mut SmallVec<A>, from: &[A::Item])
-        where
-            A::Item: Copy,
-        {
-            to.clear();
-            to.extend_from_slice(from);
-            if to.spilled() && to.capacity() > to.len() {
-                to.shrink_to_fit();
-            }
+        self.names.clear();
+        self.names.extend_from_slice(&other.names);
+        if self.names.spilled() && self.names.capacity() > self.names.len() {
+            self.names.shrink_to_fit();
         }
-        copy(&mut self.unit_types, &other.unit_types);
-        copy(&mut self.kinds, &other.kinds);
         self.units_available = other.units_available;
         self.units_on_mission = other.units_on_mission;
         self.units_unavailable = other.units_unavailable;
@@ -269,15 +296,10 @@ impl CellAgg {
 
     /// Empties the aggregate, keeping its allocations for reuse.
     pub(crate) fn clear(&mut self) {
-        let (mut types, mut kinds) = (
-            std::mem::take(&mut self.unit_types),
-            std::mem::take(&mut self.kinds),
-        );
-        types.clear();
-        kinds.clear();
+        let mut names = std::mem::take(&mut self.names);
+        names.clear();
         *self = CellAgg {
-            unit_types: types,
-            kinds,
+            names,
             ..CellAgg::default()
         };
     }
@@ -291,22 +313,24 @@ impl CellAgg {
         }
     }
 
-    fn add_type(&mut self, id: NameId, n: u32) {
-        match self.unit_types.binary_search_by_key(&id, |(k, _)| *k) {
-            Ok(i) => self.unit_types[i].1 += n,
-            Err(i) => self.unit_types.insert(i, (id, n)),
+    fn find(&self, sensor: bool, id: NameId) -> Result<usize, usize> {
+        self.names
+            .binary_search_by_key(&(sensor, id), KindEntry::key)
+    }
+
+    fn add_entry(&mut self, other: KindEntry) {
+        match self.find(other.sensor, other.id) {
+            Ok(i) => self.names[i].merge(&other),
+            Err(i) => self.names.insert(i, other),
         }
     }
 
-    fn add_kind(&mut self, other: KindEntry) {
-        match self.kinds.binary_search_by_key(&other.id, |k| k.id) {
-            Ok(i) => {
-                let k = &mut self.kinds[i];
-                k.n += other.n;
-                k.max_level = k.max_level.max(other.max_level);
-                k.max_value = k.max_value.max(other.max_value);
+    fn remove_type(&mut self, id: NameId) {
+        if let Ok(i) = self.find(false, id) {
+            self.names[i].n -= 1;
+            if self.names[i].n == 0 {
+                self.names.remove(i);
             }
-            Err(i) => self.kinds.insert(i, other),
         }
     }
 
@@ -317,16 +341,17 @@ impl CellAgg {
                 class, unit_type, ..
             } => {
                 *self.class_count(class) += 1;
-                self.add_type(unit_type, 1);
+                self.add_entry(KindEntry::unit_type(unit_type, 1));
             }
             Contribution::Sensor {
                 kind, level, value, ..
             } => {
-                self.add_kind(KindEntry {
+                self.add_entry(KindEntry {
                     max_value: value.unwrap_or(f64::NAN),
                     n: 1,
                     id: kind,
                     max_level: level,
+                    sensor: true,
                 });
             }
             Contribution::Incident { .. } => self.incidents += 1,
@@ -349,24 +374,16 @@ impl CellAgg {
             } => {
                 let n = self.class_count(class);
                 *n = n.saturating_sub(1);
-                if let Ok(i) = self
-                    .unit_types
-                    .binary_search_by_key(&unit_type, |(k, _)| *k)
-                {
-                    self.unit_types[i].1 -= 1;
-                    if self.unit_types[i].1 == 0 {
-                        self.unit_types.remove(i);
-                    }
-                }
+                self.remove_type(unit_type);
             }
             Contribution::Sensor {
                 kind, level, value, ..
             } => {
-                if let Ok(i) = self.kinds.binary_search_by_key(&kind, |k| k.id) {
-                    let k = &mut self.kinds[i];
+                if let Ok(i) = self.find(true, kind) {
+                    let k = &mut self.names[i];
                     k.n -= 1;
                     if k.n == 0 {
-                        self.kinds.remove(i);
+                        self.names.remove(i);
                     } else {
                         let same = then.and_then(|t| t.sensor_of(kind));
                         exact &= !may_lower(level, k.max_level, same.map(|s| s.0), 0);
@@ -409,12 +426,12 @@ impl CellAgg {
                     ..
                 },
             ) if kind == k1 => {
-                let Ok(i) = self.kinds.binary_search_by_key(&kind, |k| k.id) else {
+                let Ok(i) = self.find(true, kind) else {
                     // Not where it should be: let a recomputation decide.
                     self.add(new);
                     return false;
                 };
-                let k = &mut self.kinds[i];
+                let k = &mut self.names[i];
                 let (v0, v1) = (v0.unwrap_or(f64::NAN), v1.unwrap_or(f64::NAN));
                 // NaN compares false: no value never held nor keeps a maximum.
                 let held = v0 >= k.max_value;
@@ -444,13 +461,8 @@ impl CellAgg {
                     *self.class_count(c1) += 1;
                 }
                 if u0 != u1 {
-                    if let Ok(i) = self.unit_types.binary_search_by_key(&u0, |(k, _)| *k) {
-                        self.unit_types[i].1 -= 1;
-                        if self.unit_types[i].1 == 0 {
-                            self.unit_types.remove(i);
-                        }
-                    }
-                    self.add_type(u1, 1);
+                    self.remove_type(u0);
+                    self.add_entry(KindEntry::unit_type(u1, 1));
                 }
                 keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME)
             }
@@ -468,11 +480,8 @@ impl CellAgg {
         self.units_on_mission += other.units_on_mission;
         self.units_unavailable += other.units_unavailable;
         self.units_unknown += other.units_unknown;
-        for (t, n) in &other.unit_types {
-            self.add_type(*t, *n);
-        }
-        for k in &other.kinds {
-            self.add_kind(*k);
+        for e in &other.names {
+            self.add_entry(*e);
         }
         self.incidents += other.incidents;
         self.hazard = self.hazard.max(other.hazard);
@@ -535,7 +544,10 @@ mod tests {
         assert_eq!(ab_c, c_b_a);
         assert_eq!(ab_c.units_available, 3);
         assert_eq!(ab_c.units_on_mission, 1);
-        assert_eq!(ab_c.unit_type_ids(), [(HLF, 3), (RTW, 1)]);
+        assert_eq!(
+            ab_c.unit_type_ids().collect::<Vec<_>>(),
+            [(HLF, 3), (RTW, 1)]
+        );
         let kinds: Vec<_> = ab_c.kind_ids().collect();
         assert_eq!(kinds[0].1.n, 3);
         assert_eq!(kinds[0].1.max_value, Some(3.0));
@@ -559,13 +571,23 @@ mod tests {
     }
 
     #[test]
-    fn an_aggregate_with_one_type_and_one_kind_is_compact() {
+    fn an_aggregate_with_one_name_is_compact_and_more_are_counted() {
         assert!(
-            std::mem::size_of::<CellAgg>() <= 88,
+            std::mem::size_of::<CellAgg>() <= 56,
             "{}",
             std::mem::size_of::<CellAgg>()
         );
-        assert_eq!(sample(2).heap_bytes(), 0);
+        let mut a = CellAgg::default();
+        a.add(&unit(StatusClass::Available, HLF, Some(1)));
+        a.add(&unit(StatusClass::OnMission, HLF, Some(2)));
+        assert_eq!(a.heap_bytes(), 0, "one unit type: inline");
+        a.add(&water(1, 4.0, 3));
+        assert!(
+            a.heap_bytes() >= 2 * 16,
+            "a type and a kind: on the heap, counted"
+        );
+        assert_eq!(a.unit_type_ids().collect::<Vec<_>>(), [(HLF, 2)]);
+        assert_eq!((a.sensors(), a.max_level()), (1, 1));
     }
 
     /// Replacing a contribution is exact when the new one keeps every
@@ -590,6 +612,6 @@ mod tests {
         b.add(&unit(StatusClass::Available, HLF, Some(7)));
         assert!(b.sub(&unit(StatusClass::Available, HLF, Some(7)), None));
         assert!(b.is_empty());
-        assert_eq!(b.unit_type_ids(), []);
+        assert_eq!(b.unit_type_ids().count(), 0);
     }
 }

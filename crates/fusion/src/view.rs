@@ -45,8 +45,7 @@ impl CellView {
     pub fn unit_types(&self) -> BTreeMap<String, u32> {
         self.agg
             .unit_type_ids()
-            .iter()
-            .map(|(id, n)| (name_of(&self.names, *id).to_owned(), *n))
+            .map(|(id, n)| (name_of(&self.names, id).to_owned(), n))
             .collect()
     }
 
@@ -89,7 +88,8 @@ impl Serialize for CellView {
         st.serialize_field("units_on_mission", &a.units_on_mission)?;
         st.serialize_field("units_unavailable", &a.units_unavailable)?;
         st.serialize_field("units_unknown", &a.units_unknown)?;
-        st.serialize_field("unit_types", &Named(a.unit_type_ids(), &self.names))?;
+        let types: Vec<(NameId, u32)> = a.unit_type_ids().collect();
+        st.serialize_field("unit_types", &Named(&types, &self.names))?;
         st.serialize_field("sensors", &a.sensors())?;
         let kinds: Vec<(NameId, KindAgg)> = a.kind_ids().collect();
         st.serialize_field("kinds", &Named(&kinds, &self.names))?;
