@@ -23,7 +23,7 @@ use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
 };
 use crate::freshness::Freshness;
-use crate::names::{NameId, Names};
+use crate::names::{NameId, Names, Texts};
 use crate::registry::{Registry, Slot};
 use crate::status::StatusTable;
 use crate::store::{CellStore, Member};
@@ -291,6 +291,10 @@ pub struct Picture {
     last_scan_ms: Option<EpochMs>,
     areas: Areas,
     names: Names,
+    /// Shared texts (units of measure, organisations, sources).
+    texts: Texts,
+    /// Each kind's thresholds, shared by its sensors.
+    scales: HashMap<NameId, Arc<[f64]>, ahash::RandomState>,
 }
 
 /// What an alert is about: (clock series, kind, entity, related).
@@ -374,6 +378,8 @@ impl Picture {
         Picture {
             areas,
             names: Names::default(),
+            texts: Texts::default(),
+            scales: HashMap::default(),
             config,
             resolutions,
             seq: 0,
@@ -465,15 +471,13 @@ impl Picture {
         // A new name or position keeps the level (and its hysteresis); a
         // new scale re-evaluates it from scratch.
         let same_scale = s.kind_id == kind_id && s.thresholds == m.thresholds;
-        let spec = self.config.catalogue.get(&m.kind);
-        s.scale = match (&m.thresholds, spec) {
-            (Some(own), _) => Arc::from(own.as_slice()),
-            (None, Some(spec)) => Arc::from(spec.thresholds.as_slice()),
-            (None, None) => Arc::from([]),
+        s.scale = match &m.thresholds {
+            Some(own) => Arc::from(own.as_slice()),
+            None => self.kind_scale(kind_id),
         };
         s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
         s.kind_id = kind_id;
-        s.unit = spec_unit.into();
+        s.unit = self.texts.share(&spec_unit);
         s.name = m.name.as_deref().map(Arc::from);
         s.pos = Some((m.lat, m.lon));
         s.thresholds = m.thresholds.clone();
@@ -559,18 +563,29 @@ impl Picture {
         })
     }
 
+    /// The thresholds of a kind (none for a kind the catalogue lacks),
+    /// shared by all its sensors.
+    fn kind_scale(&mut self, kind_id: NameId) -> Arc<[f64]> {
+        let (names, catalogue) = (&self.names, &self.config.catalogue);
+        self.scales
+            .entry(kind_id)
+            .or_insert_with(|| {
+                catalogue
+                    .get(names.name(kind_id))
+                    .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice()))
+            })
+            .clone()
+    }
+
     /// A sensor known by its id only, of the kind `kind_id`.
-    fn empty_sensor(&self, kind_id: NameId) -> Sensor {
+    fn empty_sensor(&mut self, kind_id: NameId) -> Sensor {
+        let scale = self.kind_scale(kind_id);
         let kind = self.names.name(kind_id);
         Sensor {
             kind_id,
-            scale: self
-                .config
-                .catalogue
-                .get(kind)
-                .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice())),
+            scale,
             ttl_ms: self.config.catalogue.ttl_ms(kind),
-            unit: Arc::from(""),
+            unit: self.texts.share(""),
             name: None,
             pos: None,
             thresholds: None,
@@ -726,6 +741,7 @@ impl Picture {
     fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
         let before = self.presence(&m.id);
         let type_id = self.names.intern(&m.unit_type);
+        let org = self.texts.share(&m.org);
         let (slot, u) = self.unit_entry(&m.id);
         if u.callsign.as_deref() == Some(m.callsign.as_str())
             && u.type_id == type_id
@@ -737,7 +753,7 @@ impl Picture {
         let old = u.contribution();
         u.callsign = Some(Arc::from(m.callsign.as_str()));
         u.type_id = type_id;
-        u.org = Arc::from(m.org.as_str());
+        u.org = org;
         u.strength = m.strength;
         let new = u.contribution();
         // Descriptions carry no time: the unit's newest report dates the change.
@@ -751,6 +767,7 @@ impl Picture {
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
         let cell = self.index(p.lat, p.lon)?;
         let before = self.presence(&p.id);
+        let source = p.source.as_deref().map(|t| self.texts.share(t));
         let (slot, u) = self.unit_entry(&p.id);
         if let Some(t) = u.pos_ts_ms {
             if p.ts_ms == t && u.pos == Some((p.lat, p.lon)) {
@@ -767,9 +784,7 @@ impl Picture {
         u.heading = p.heading;
         u.speed = p.speed;
         u.accuracy = p.accuracy;
-        if u.source.as_deref() != p.source.as_deref() {
-            u.source = p.source.as_deref().map(Arc::from);
-        }
+        u.source = source;
         u.cell = Some(cell);
         let callsign = u
             .callsign

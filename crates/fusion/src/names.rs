@@ -56,3 +56,29 @@ impl Names {
 pub fn name_of(list: &[Arc<str>], id: NameId) -> &str {
     list.get(usize::from(id)).map_or("?", |s| s)
 }
+
+/// Most distinct texts [`Texts`] shares; beyond, each gets its own copy
+/// (a flood of made-up values must not grow the table without bound).
+const MAX_SHARED_TEXTS: usize = 65_536;
+
+/// Shared copies of short texts that many entities repeat (units of
+/// measure, organisations, position sources): one allocation each, so a
+/// view's copy is a reference-count increment on memory that stays hot.
+#[derive(Debug, Default)]
+pub struct Texts {
+    set: std::collections::HashSet<Arc<str>>,
+}
+
+impl Texts {
+    /// The shared copy of `text`.
+    pub fn share(&mut self, text: &str) -> Arc<str> {
+        if let Some(t) = self.set.get(text) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(text);
+        if self.set.len() < MAX_SHARED_TEXTS {
+            self.set.insert(t.clone());
+        }
+        t
+    }
+}
