@@ -537,6 +537,7 @@ fn generate(n: usize, seed: u64) -> Workload {
                 id: u.id.clone(),
                 ts_ms: u.last_ts,
                 status: u.next_status(&mut rng),
+                source: None,
             };
             points.push((u.lat, u.lon));
             events.push(envelope(Event::UnitStatus(status), now));

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fusion::{Catalogue, KindSpec, PictureConfig, Resolution, Sector, StatusMeaning, StatusTable};
+use fusion::{
+    Catalogue, KindSpec, PictureConfig, Resolution, Sector, SourceConfig, StatusMeaning,
+    StatusTable,
+};
 use serde::Deserialize;
 
 /// Default HTTP address (loopback: see protected mode in the README).
@@ -34,6 +37,9 @@ pub struct Config {
     pub sectors: Vec<Sector>,
     /// Unit types an incident keyword requires available in its area.
     pub requirements: BTreeMap<String, Vec<String>>,
+    /// Several sources per unit: accuracies, plausible speeds, identities,
+    /// who may set a radio status.
+    pub sources: SourceConfig,
 }
 
 /// `[http]`.
@@ -173,7 +179,32 @@ impl Config {
                 .ok_or_else(|| anyhow::anyhow!("status.{key}: radio statuses are 0..=9"))?;
             status_table.set(n, meaning.clone());
         }
+        let s = &self.sources;
+        let positive = |what: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "sources.{what} must be a positive number, got {v}"
+                ))
+            }
+        };
+        for (k, v) in &s.accuracy_m {
+            positive(&format!("accuracy_m.{k}"), *v)?;
+        }
+        for (k, v) in &s.max_speed_mps {
+            positive(&format!("max_speed_mps.{k}"), *v)?;
+        }
+        positive("default_accuracy_m", s.default_accuracy_m)?;
+        positive("default_max_speed_mps", s.default_max_speed_mps)?;
+        if !(s.drift_mps.is_finite() && s.drift_mps >= 0.0) {
+            bail!(
+                "sources.drift_mps must be zero or more, got {}",
+                s.drift_mps
+            );
+        }
         let picture = PictureConfig {
+            sources: self.sources.clone(),
             sectors: self.sectors.clone(),
             requirements: self.requirements.clone(),
             status_table,

@@ -6,6 +6,7 @@
 //! [`Picture::flush`] (called once per tick by the owner task) recomputes
 //! the few cells whose maxima may have fallen and emits what changed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -21,6 +22,10 @@ use crate::cell::{CellAgg, Contribution};
 use crate::coverage::{CoverError, cover};
 use crate::event::{
     Envelope, Event, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus,
+};
+use crate::fix::{
+    CONFLICT_CLEAR_FACTOR, Fix, MAX_SOURCES_PER_UNIT, SourceConfig, SourceView, disagree,
+    distance_m, fuse, jumped,
 };
 use crate::freshness::Freshness;
 use crate::names::{NameId, Names, Texts};
@@ -68,6 +73,8 @@ pub struct PictureConfig {
     /// Unit types an incident with a given keyword must keep available
     /// inside its area, e.g. `FEU3` → `["HLF", "DLK"]`.
     pub requirements: BTreeMap<String, Vec<String>>,
+    /// How positions from several sources are weighed, and who they are.
+    pub sources: SourceConfig,
 }
 
 impl PictureConfig {
@@ -107,6 +114,7 @@ impl Default for PictureConfig {
             silent_after_ms: 10 * 60_000,
             sectors: Vec::new(),
             requirements: BTreeMap::new(),
+            sources: SourceConfig::default(),
         }
     }
 }
@@ -128,6 +136,9 @@ pub enum Refusal {
     /// An incident's area cannot be covered with cells.
     #[error("{0}")]
     Area(#[from] CoverError),
+    /// A radio status from a source that may not set it.
+    #[error("radio status from source {0:?}, which may not set it (status sources are configured)")]
+    StatusNotAuthoritative(String),
 }
 
 impl Refusal {
@@ -138,6 +149,7 @@ impl Refusal {
             Refusal::BadPosition(_) => "bad_position",
             Refusal::Area(CoverError::TooLarge { .. }) => "incident_area_too_large",
             Refusal::Area(CoverError::Geometry(_)) => "bad_geometry",
+            Refusal::StatusNotAuthoritative(_) => "status_not_authoritative",
         }
     }
 }
@@ -200,6 +212,10 @@ struct Unit {
     class: StatusClass,
     cell: Option<CellIndex>,
     shown: Option<(Freshness, bool)>,
+    /// The last fix of each source, sorted by source.
+    fixes: Vec<Fix>,
+    /// Two sources disagree beyond their accuracies.
+    conflict: bool,
 }
 
 impl Unit {
@@ -430,7 +446,7 @@ impl Picture {
             Event::SensorObs(o) => self.sensor_obs(o),
             Event::UnitMeta(m) => Ok(self.unit_meta(m)),
             Event::UnitPos(p) => self.unit_pos(p),
-            Event::UnitStatus(s) => Ok(self.unit_status(s)),
+            Event::UnitStatus(s) => self.unit_status(s),
             Event::Incident(i) => self.incident(i),
             Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
                 Some((slot, _, old)) => {
@@ -734,15 +750,19 @@ fn new_unit(type_id: NameId) -> Unit {
         class: StatusClass::Unknown,
         cell: None,
         shown: None,
+        fixes: Vec::new(),
+        conflict: false,
     }
 }
 
 impl Picture {
     fn unit_meta(&mut self, m: &UnitMeta) -> Outcome {
-        let before = self.presence(&m.id);
+        let id = self.unit_id(&m.id);
+        let id = id.as_ref();
+        let before = self.presence(id);
         let type_id = self.names.intern(&m.unit_type);
         let org = self.texts.share(&m.org);
-        let (slot, u) = self.unit_entry(&m.id);
+        let (slot, u) = self.unit_entry(id);
         if u.callsign.as_deref() == Some(m.callsign.as_str())
             && u.type_id == type_id
             && *u.org == *m.org
@@ -760,40 +780,163 @@ impl Picture {
         let ts = u.newest_ms().unwrap_or(0);
         self.cells.change(Member::Unit(slot), old, new);
         self.pending.units.push(slot);
-        self.unit_moved_in_areas(&m.id, before, ts);
+        self.unit_moved_in_areas(id, before, ts);
         Outcome::Applied
     }
 
+    /// The unit id a source's identifier stands for (the identity table;
+    /// itself when not listed).
+    fn unit_id<'a>(&self, id: &'a str) -> Cow<'a, str> {
+        match self.config.sources.identities.get(id) {
+            Some(unit) => Cow::Owned(unit.clone()),
+            None => Cow::Borrowed(id),
+        }
+    }
+
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
-        let cell = self.index(p.lat, p.lon)?;
-        let before = self.presence(&p.id);
-        let source = p.source.as_deref().map(|t| self.texts.share(t));
-        let (slot, u) = self.unit_entry(&p.id);
-        if let Some(t) = u.pos_ts_ms {
-            if p.ts_ms == t && u.pos == Some((p.lat, p.lon)) {
+        let mut cell = self.index(p.lat, p.lon)?;
+        let id = self.unit_id(&p.id);
+        let id = id.as_ref();
+        let before = self.presence(id);
+        let source = self.texts.share(p.source.as_deref().unwrap_or(""));
+        let accuracy_m = p
+            .accuracy
+            .unwrap_or_else(|| self.config.sources.accuracy_of(&source));
+        let drift = self.config.sources.drift_mps;
+        let max_age = self.config.unit_ttl_ms;
+        let (slot, type_id) = {
+            let (slot, u) = self.unit_entry(id);
+            (slot, u.type_id)
+        };
+        let max_speed = self.config.sources.max_speed_of(self.names.name(type_id));
+        let finest = self.resolutions[0];
+        let Some(u) = self.units.at_mut(slot) else {
+            unreachable!("slot {slot} was just looked up or filled")
+        };
+        let previous = u.fixes.iter().position(|f| f.source == source);
+        if let Some(f) = previous.map(|i| &u.fixes[i]) {
+            if p.ts_ms == f.ts_ms && (f.lat, f.lon) == (p.lat, p.lon) {
                 return Ok(Outcome::Duplicate);
             }
-            if p.ts_ms <= t {
+            if p.ts_ms <= f.ts_ms {
                 return Ok(Outcome::Outdated);
+            }
+        }
+        let mut fix = Fix {
+            source: source.clone(),
+            lat: p.lat,
+            lon: p.lon,
+            accuracy_m,
+            ts_ms: p.ts_ms,
+            speed: p.speed,
+            jump: false,
+        };
+        // A jump is judged where there is another source to prefer: a
+        // single feed's relocation is all the picture knows.
+        let others = u.fixes.iter().any(|f| f.source != source);
+        let jump = previous.filter(|_| others).and_then(|i| {
+            let prev = &u.fixes[i];
+            jumped(prev, &fix, max_speed).then(|| {
+                let km = distance_m((prev.lat, prev.lon), (p.lat, p.lon)) / 1000.0;
+                let s = (p.ts_ms - prev.ts_ms) as f64 / 1000.0;
+                (km, s)
+            })
+        });
+        fix.jump = jump.is_some();
+        match previous {
+            Some(i) => u.fixes[i] = fix,
+            None => {
+                if u.fixes.len() >= MAX_SOURCES_PER_UNIT {
+                    // A flood of made-up sources: the oldest fix goes.
+                    if let Some(oldest) = (0..u.fixes.len()).min_by_key(|i| u.fixes[*i].ts_ms) {
+                        u.fixes.remove(oldest);
+                    }
+                }
+                let at = u.fixes.partition_point(|f| f.source < fix.source);
+                u.fixes.insert(at, fix);
             }
         }
         let old = u.contribution();
         let old_cell = u.cell;
-        u.pos = Some((p.lat, p.lon));
-        u.pos_ts_ms = Some(p.ts_ms);
-        u.heading = p.heading;
-        u.speed = p.speed;
-        u.accuracy = p.accuracy;
-        u.source = source;
+        let fused = fuse(&u.fixes, drift, max_age);
+        if let Some(f) = &fused {
+            u.pos = Some((f.lat, f.lon));
+            u.pos_ts_ms = Some(f.ts_ms);
+            u.accuracy = Some(f.accuracy_m);
+        }
+        if u.fixes.len() > 1 {
+            if let Some((lat, lon)) = u.pos {
+                if let Ok(c) = LatLng::new(lat, lon).map(|ll| ll.to_cell(finest)) {
+                    cell = c;
+                }
+            }
+        }
+        if u.pos_ts_ms == Some(p.ts_ms) {
+            u.heading = p.heading;
+            u.speed = p.speed;
+            u.source = p.source.as_ref().map(|_| source.clone());
+        }
         u.cell = Some(cell);
-        let callsign = u
-            .callsign
-            .clone()
-            .unwrap_or_else(|| Arc::from(p.id.as_str()));
+        // Sources that disagree beyond their accuracies (with hysteresis:
+        // raised at 1×, cleared below 0.7×).
+        let at = u.pos_ts_ms.unwrap_or(p.ts_ms);
+        let weights = fused.map(|f| f.weights).unwrap_or_default();
+        let fresh: Vec<&Fix> = u
+            .fixes
+            .iter()
+            .zip(weights.iter().chain(std::iter::repeat(&0.0)))
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(f, _)| f)
+            .collect();
+        let pair_beyond = |factor: f64| {
+            fresh.iter().enumerate().find_map(|(i, a)| {
+                fresh[i + 1..]
+                    .iter()
+                    .find(|b| disagree(a, b, at, drift, factor))
+                    .map(|b| ((*a).clone(), (*b).clone()))
+            })
+        };
+        let conflict = if u.conflict {
+            u.conflict = pair_beyond(CONFLICT_CLEAR_FACTOR).is_some();
+            None
+        } else {
+            let found = pair_beyond(1.0);
+            u.conflict = found.is_some();
+            found
+        };
+        let callsign = u.callsign.clone().unwrap_or_else(|| Arc::from(id));
         let new = u.contribution();
         self.cells.change(Member::Unit(slot), old, new);
         self.pending.units.push(slot);
-        self.unit_moved_in_areas(&p.id, before, p.ts_ms);
+        self.unit_moved_in_areas(id, before, p.ts_ms);
+        if let Some((km, s)) = jump {
+            let name = if source.is_empty() {
+                "position"
+            } else {
+                &source
+            };
+            let message =
+                format!("{callsign}: {name} fix jumped {km:.1} km in {s:.0} s; down-weighted");
+            self.raise("position_jump", id, Some(name), 1, message, p.ts_ms);
+        }
+        if let Some((a, b)) = conflict {
+            let km = distance_m((a.lat, a.lon), (b.lat, b.lon)) / 1000.0;
+            let label = |f: &Fix| {
+                if f.source.is_empty() {
+                    "unnamed".to_owned()
+                } else {
+                    f.source.to_string()
+                }
+            };
+            let message = format!(
+                "{callsign}: sources {} and {} are {km:.1} km apart (accuracies {:.0} m and {:.0} m)",
+                label(&a),
+                label(&b),
+                a.accuracy_m,
+                b.accuracy_m
+            );
+            self.raise("position_conflict", id, None, 2, message, p.ts_ms);
+        }
         if old_cell != Some(cell) {
             let before = self.incidents_at(old_cell);
             for inc in self.incidents_at(Some(cell)) {
@@ -807,7 +950,7 @@ impl Picture {
                 let message = format!("{callsign} entered the area of {} {what}", view.keyword);
                 self.raise(
                     "unit_in_incident_area",
-                    &p.id,
+                    id,
                     Some(&view.id),
                     1,
                     message,
@@ -818,16 +961,23 @@ impl Picture {
         Ok(Outcome::Applied)
     }
 
-    fn unit_status(&mut self, s: &UnitStatus) -> Outcome {
+    fn unit_status(&mut self, s: &UnitStatus) -> Result<Outcome, Refusal> {
+        if !self.config.sources.status_counts(s.source.as_deref()) {
+            return Err(Refusal::StatusNotAuthoritative(
+                s.source.clone().unwrap_or_default(),
+            ));
+        }
         let class = self.config.status_table.get(s.status).class;
-        let before = self.presence(&s.id);
-        let (slot, u) = self.unit_entry(&s.id);
+        let id = self.unit_id(&s.id);
+        let id = id.as_ref();
+        let before = self.presence(id);
+        let (slot, u) = self.unit_entry(id);
         if let Some(t) = u.status_ts_ms {
             if s.ts_ms == t && u.status == Some(s.status) {
-                return Outcome::Duplicate;
+                return Ok(Outcome::Duplicate);
             }
             if s.ts_ms <= t {
-                return Outcome::Outdated;
+                return Ok(Outcome::Outdated);
             }
         }
         let old = u.contribution();
@@ -839,8 +989,8 @@ impl Picture {
         let new = u.contribution();
         self.cells.change(Member::Unit(slot), old, new);
         self.pending.units.push(slot);
-        self.unit_moved_in_areas(&s.id, before, s.ts_ms);
-        Outcome::Applied
+        self.unit_moved_in_areas(id, before, s.ts_ms);
+        Ok(Outcome::Applied)
     }
 
     fn incident(&mut self, i: &IncidentUpsert) -> Result<Outcome, Refusal> {
@@ -1210,7 +1360,35 @@ impl Picture {
             freshness: now_ms
                 .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
             silent: now_ms.map(|now| self.is_silent(u, now)),
+            status_age_ms: now_ms.zip(u.status_ts_ms).map(|(now, t)| now - t),
+            sources: self.source_views(u),
+            conflict: u.conflict,
         }
+    }
+
+    /// Each source's last fix and its weight in the fused position.
+    fn source_views(&self, u: &Unit) -> Vec<SourceView> {
+        if u.fixes.len() < 2 && u.fixes.iter().all(|f| f.source.is_empty()) {
+            // One unnamed feed: nothing beyond the position itself.
+            return Vec::new();
+        }
+        let s = &self.config.sources;
+        let weights = fuse(&u.fixes, s.drift_mps, self.config.unit_ttl_ms)
+            .map(|f| f.weights)
+            .unwrap_or_default();
+        u.fixes
+            .iter()
+            .zip(weights.iter().chain(std::iter::repeat(&0.0)))
+            .map(|(f, w)| SourceView {
+                source: f.source.clone(),
+                lat: f.lat,
+                lon: f.lon,
+                accuracy: f.accuracy_m,
+                ts_ms: f.ts_ms,
+                weight: *w,
+                jump: f.jump,
+            })
+            .collect()
     }
 
     fn sensor_view(&self, id: &Arc<str>, s: &Sensor, now_ms: Option<EpochMs>) -> SensorView {

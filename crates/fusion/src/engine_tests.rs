@@ -57,6 +57,7 @@ fn status(id: &str, ts_ms: EpochMs, status: u8) -> Envelope {
         id: id.into(),
         ts_ms,
         status,
+        source: None,
     }))
 }
 
@@ -717,4 +718,155 @@ fn a_falling_maximum_is_recomputed_at_every_resolution() {
             "cell {cell}: {agg:?}"
         );
     }
+}
+
+fn fix(id: &str, ts_ms: EpochMs, (lat, lon): (f64, f64), source: &str, accuracy: f64) -> Envelope {
+    env(Event::UnitPos(UnitPos {
+        id: id.into(),
+        ts_ms,
+        lat,
+        lon,
+        heading: None,
+        speed: None,
+        accuracy: Some(accuracy),
+        source: Some(source.into()),
+    }))
+}
+
+/// `m` metres north of `p`.
+fn north_of((lat, lon): (f64, f64), m: f64) -> (f64, f64) {
+    (lat + m / 111_195.0, lon)
+}
+
+fn alerts_of_kind(p: &Picture, kind: &str) -> Vec<AlertView> {
+    p.alerts
+        .values()
+        .filter(|a| a.kind == kind)
+        .cloned()
+        .collect()
+}
+
+/// The example: GPS at 5 m and radio at 300 m, 100 m apart, fuse
+/// to within 10 m of the GPS fix; the radio fix 3 km away is a conflict.
+#[test]
+fn a_precise_fix_outweighs_a_coarse_one_and_a_far_one_is_a_conflict() {
+    let mut p = Picture::new(PictureConfig::default());
+    let gps = (53.5457, 9.9666);
+    apply_all(
+        &mut p,
+        &[
+            unit_meta("hlf1", "HLF"),
+            fix("hlf1", T0, gps, "gps", 5.0),
+            fix("hlf1", T0 + 1_000, north_of(gps, 100.0), "radio", 300.0),
+        ],
+    );
+    let d = p.flush(T0 + 1_000).expect("changed");
+    let u = d.units.iter().find(|u| &*u.id == "hlf1").expect("unit");
+    let fused = (u.lat.expect("lat"), u.lon.expect("lon"));
+    assert!(distance_m(fused, gps) < 10.0, "{fused:?}");
+    assert!(u.accuracy.expect("accuracy") >= 5.0);
+    let names: Vec<&str> = u.sources.iter().map(|s| &*s.source).collect();
+    assert_eq!(names, ["gps", "radio"]);
+    assert!(u.sources[0].weight > 0.99, "{:?}", u.sources);
+    assert!(!u.conflict);
+    assert!(alerts_of_kind(&p, "position_conflict").is_empty());
+
+    p.apply(
+        &fix("hlf1", T0 + 2_000, north_of(gps, 3_000.0), "radio", 300.0),
+        T0,
+    )
+    .expect("accepted");
+    let d = p.flush(T0 + 2_000).expect("changed");
+    let u = d.units.iter().find(|u| &*u.id == "hlf1").expect("unit");
+    assert!(u.conflict);
+    let conflicts = alerts_of_kind(&p, "position_conflict");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(conflicts[0].message.contains("gps") && conflicts[0].message.contains("radio"));
+    // Still apart: no second alert. Back together (hysteresis: well
+    // inside the accuracies): the conflict ends.
+    p.apply(
+        &fix("hlf1", T0 + 3_000, north_of(gps, 2_900.0), "radio", 300.0),
+        T0,
+    )
+    .expect("accepted");
+    assert_eq!(alerts_of_kind(&p, "position_conflict").len(), 1);
+    p.apply(
+        &fix("hlf1", T0 + 4_000, north_of(gps, 50.0), "radio", 300.0),
+        T0,
+    )
+    .expect("accepted");
+    let d = p.flush(T0 + 4_000).expect("changed");
+    assert!(!d.units.iter().any(|u| u.conflict));
+}
+
+#[test]
+fn a_source_jumping_faster_than_the_unit_can_is_flagged_and_down_weighted() {
+    let mut p = Picture::new(PictureConfig::default());
+    let a = (53.5457, 9.9666);
+    apply_all(
+        &mut p,
+        &[
+            unit_meta("rtw1", "RTW"),
+            fix("rtw1", T0, a, "tracker", 10.0),
+            fix("rtw1", T0, a, "radio", 50.0),
+            // 8 km in 10 s.
+            fix("rtw1", T0 + 10_000, north_of(a, 8_000.0), "radio", 50.0),
+            fix("rtw1", T0 + 10_000, north_of(a, 100.0), "tracker", 10.0),
+        ],
+    );
+    let d = p.flush(T0 + 10_000).expect("changed");
+    let u = d.units.iter().find(|u| &*u.id == "rtw1").expect("unit");
+    let radio = u
+        .sources
+        .iter()
+        .find(|s| &*s.source == "radio")
+        .expect("radio");
+    assert!(radio.jump);
+    assert!(radio.weight < 0.001, "{radio:?}");
+    assert_eq!(alerts_of_kind(&p, "position_jump").len(), 1);
+    let fused = (u.lat.expect("lat"), u.lon.expect("lon"));
+    assert!(distance_m(fused, north_of(a, 100.0)) < 50.0);
+}
+
+#[test]
+fn identities_merge_feeds_and_only_the_radio_sets_the_status() {
+    let mut config = PictureConfig::default();
+    config
+        .sources
+        .identities
+        .insert("ANDROID-3f2a9c".into(), "hlf1".into());
+    let mut p = Picture::new(config);
+    let a = (53.5457, 9.9666);
+    apply_all(
+        &mut p,
+        &[
+            unit_meta("hlf1", "HLF"),
+            fix("hlf1", T0, a, "radio", 300.0),
+            fix("ANDROID-3f2a9c", T0 + 1_000, north_of(a, 20.0), "cot", 8.0),
+            status("hlf1", T0, 3),
+        ],
+    );
+    assert_eq!(p.counts().0, 1, "one unit, not two");
+    let refused = env(Event::UnitStatus(UnitStatus {
+        id: "ANDROID-3f2a9c".into(),
+        ts_ms: T0 + 2_000,
+        status: 6,
+        source: Some("cot".into()),
+    }));
+    let err = p
+        .apply(&refused, T0 + 2_000)
+        .expect_err("not a status source");
+    assert_eq!(err.reason(), "status_not_authoritative");
+    let radio = env(Event::UnitStatus(UnitStatus {
+        id: "hlf1".into(),
+        ts_ms: T0 + 3_000,
+        status: 4,
+        source: Some("radio".into()),
+    }));
+    assert_eq!(p.apply(&radio, T0 + 3_000), Ok(Outcome::Applied));
+    let d = p.flush(T0 + 63_000).expect("changed");
+    let u = d.units.iter().find(|u| &*u.id == "hlf1").expect("unit");
+    assert_eq!(u.status, Some(4));
+    assert_eq!(u.status_age_ms, Some(60_000));
+    assert_eq!(u.sources.len(), 2);
 }

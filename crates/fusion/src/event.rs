@@ -138,6 +138,9 @@ pub struct UnitStatus {
     pub ts_ms: EpochMs,
     /// Radio status 0–9.
     pub status: u8,
+    /// Which feed reported it; None counts as the radio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Incident opened or updated.

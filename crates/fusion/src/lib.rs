@@ -16,6 +16,7 @@ mod cell;
 mod coverage;
 mod engine;
 mod event;
+mod fix;
 mod freshness;
 mod names;
 mod registry;
@@ -34,6 +35,7 @@ pub use event::{
     Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
     UnitStatus,
 };
+pub use fix::{SourceConfig, SourceView};
 pub use freshness::Freshness;
 pub use h3o::Resolution;
 pub use status::{StatusMeaning, StatusTable};

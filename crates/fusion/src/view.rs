@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 
 use crate::EpochMs;
 use crate::cell::{CellAgg, KindAgg};
+use crate::fix::SourceView;
 use crate::freshness::Freshness;
 use crate::names::{NameId, name_of};
 
@@ -181,6 +182,17 @@ pub struct UnitView {
     /// than allowed; absent in digests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub silent: Option<bool>,
+    /// How old the radio status is, ms; absent in digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_age_ms: Option<i64>,
+    /// The sources that reported a position, each with its last fix and its
+    /// share of the fused position (`lat`/`lon`/`accuracy` above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceView>,
+    /// Two sources disagree beyond their accuracies (a position-conflict
+    /// alert was raised).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub conflict: bool,
 }
 
 /// An incident as shown.

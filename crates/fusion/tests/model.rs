@@ -173,8 +173,14 @@ fn unit_pos() -> impl Strategy<Value = Event> {
 }
 
 fn unit_status() -> impl Strategy<Value = Event> {
-    (unit_id(), ts(), 0u8..=9)
-        .prop_map(|(id, ts_ms, status)| Event::UnitStatus(UnitStatus { id, ts_ms, status }))
+    (unit_id(), ts(), 0u8..=9).prop_map(|(id, ts_ms, status)| {
+        Event::UnitStatus(UnitStatus {
+            id,
+            ts_ms,
+            status,
+            source: None,
+        })
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -898,6 +904,7 @@ fn the_model_check_covers_the_time_rules() {
             id: id.into(),
             ts_ms,
             status,
+            source: None,
         }))
     };
     let pos = |id: &str, ts_ms: i64, (lat, lon): (f64, f64)| {

@@ -139,6 +139,7 @@ impl Decoder {
                     id: id.to_owned(),
                     ts_ms: time(&s.ts)?,
                     status: s.status,
+                    source: s.source.map(|x| text("source", x)).transpose()?,
                 })
             }
             Route::Incident(id) if payload.is_empty() => {

@@ -179,6 +179,10 @@ pub struct UnitStatusMsg {
     pub ts: WireTime,
     /// Radio status 0–9.
     pub status: u8,
+    /// Source feed; only the configured status sources (the radio by
+    /// default) may set a status. None counts as the radio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `rm/v1/{space}/incident/{id}`.

@@ -875,6 +875,7 @@ impl StormSurge {
                 let msg = UnitStatusMsg {
                     ts: WireTime::rfc3339(ms),
                     status,
+                    source: None,
                 };
                 out.extend(Msg::json(
                     unit_status_topic(&self.space, u.def.id),
