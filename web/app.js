@@ -444,6 +444,7 @@ const unitMarkers = new MarkerSet({
       `org-${orgClass(u.org)}`,
       `sc-${u.status_class || 'unknown'}`,
       `fr-${u.freshness || 'fresh'}`,
+      u.conflict ? 'conflict' : '',
     ].join(' ');
     el.children[0].textContent = u.callsign || u.id;
     el.children[1].textContent = Number.isInteger(u.status) ? String(u.status) : '–';
@@ -451,10 +452,26 @@ const unitMarkers = new MarkerSet({
       `${u.callsign || u.id} (${u.type || '?'}, ${u.org || '?'})`,
       `status ${u.status ?? '–'} ${u.status_class || ''}`,
       `${u.freshness || ''}, ${ageText(u.ts_ms)} ago${u.source ? `, via ${u.source}` : ''}`,
+      ...(u.sources || []).map(
+        (s) =>
+          `  ${s.source || 'unnamed'}: ±${Math.round(s.accuracy)} m, ` +
+          `${Math.round(s.weight * 100)} %${s.jump ? ', jumped' : ''}`,
+      ),
+      ...(u.conflict ? ['sources disagree on the position'] : []),
     ].join('\n');
   },
   key: (u) =>
-    [u.callsign, u.type, u.org, u.status, u.status_class, u.freshness, u.source].join('|'),
+    [
+      u.callsign,
+      u.type,
+      u.org,
+      u.status,
+      u.status_class,
+      u.freshness,
+      u.source,
+      u.conflict,
+      (u.sources || []).map((s) => `${s.source}:${Math.round(s.weight * 100)}`).join(','),
+    ].join('|'),
   lngLat: (u) => validLngLat(u.lon, u.lat),
 });
 
@@ -475,12 +492,15 @@ const sensorMarkers = new MarkerSet({
     return el;
   },
   render(el, s) {
-    el.className = `sensor lvl-${s.level ?? 0} fr-${s.freshness || 'fresh'}`;
+    el.className = `sensor lvl-${s.level ?? 0} fr-${s.freshness || 'fresh'} q-${s.quality || 'ok'}`;
     const text = `${formatValue(s.value)}${s.unit ? ` ${s.unit}` : ''}`;
     el.children[1].textContent = text;
-    el.title = `${s.name || s.id} (${s.kind}): ${text}, level ${s.level ?? 0}, ${s.freshness || ''}`;
+    const quality =
+      s.quality && s.quality !== 'ok' ? `, ${s.quality} (${s.quality_reason || '?'})` : '';
+    el.title = `${s.name || s.id} (${s.kind}): ${text}, level ${s.level ?? 0}, ${s.freshness || ''}${quality}`;
   },
-  key: (s) => [s.value, s.unit, s.level, s.freshness, s.name, s.kind].join('|'),
+  key: (s) =>
+    [s.value, s.unit, s.level, s.freshness, s.name, s.kind, s.quality, s.quality_reason].join('|'),
   lngLat: (s) => validLngLat(s.lon, s.lat),
 });
 

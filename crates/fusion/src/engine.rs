@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::EpochMs;
 use crate::areas::{Areas, Presence, Sector, Shortage};
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Catalogue, Checks};
 use crate::cell::{CellAgg, Contribution};
 use crate::coverage::{CoverError, cover};
 use crate::event::{
@@ -34,7 +34,7 @@ use crate::status::StatusTable;
 use crate::store::{CellStore, Member};
 use crate::trend::Trend;
 use crate::view::{
-    AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
+    AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,
 };
 use crate::viewport::Viewport;
 
@@ -193,6 +193,12 @@ struct Sensor {
     cell: Option<CellIndex>,
     shown: Option<Freshness>,
     trend: Trend,
+    /// The kind's plausibility checks.
+    checks: Checks,
+    quality: Quality,
+    quality_reason: Option<&'static str>,
+    /// Since when the value has not changed.
+    same_since_ms: Option<EpochMs>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +356,48 @@ fn level_for(scale: &[f64], current: u8, value: f64) -> u8 {
     }
 }
 
+/// The quality of reading `o` of sensor `s` (before `s` takes it), and
+/// why when not ok. `neighbours`: the median of the kind's sensors around.
+fn plausibility(
+    s: &Sensor,
+    checks: &Checks,
+    o: &SensorObs,
+    neighbours: Option<f64>,
+) -> (Quality, Option<&'static str>) {
+    let v = o.value;
+    if checks.range.is_some_and(|[lo, hi]| v < lo || v > hi) {
+        return (Quality::Suspect, Some("out_of_range"));
+    }
+    // Against the previous reading, unless that one was suspect itself
+    // (coming back from a bad reading is no spike).
+    let previous = s
+        .value
+        .zip(s.ts_ms)
+        .filter(|_| s.quality != Quality::Suspect);
+    if let (Some(rate), Some((prev, t))) = (checks.max_rate_per_min, previous) {
+        // The rate over at least a minute: readings seconds apart may
+        // differ by their noise without looking like a spike.
+        let minutes = ((o.ts_ms - t) as f64 / 60_000.0).max(1.0);
+        if (v - prev).abs() > rate * minutes {
+            return (Quality::Suspect, Some("spike"));
+        }
+    }
+    if let (Some(after), Some(since)) = (checks.flat_after_ms, s.same_since_ms) {
+        if s.value == Some(v) && o.ts_ms - since > after {
+            return (Quality::Suspect, Some("flat_line"));
+        }
+    }
+    if s.quality == Quality::Suspect {
+        return (Quality::Provisional, Some("after_suspect"));
+    }
+    if let (Some(tolerance), Some(median)) = (checks.neighbour_tolerance, neighbours) {
+        if (v - median).abs() > tolerance {
+            return (Quality::Provisional, Some("neighbours_disagree"));
+        }
+    }
+    (Quality::Ok, None)
+}
+
 /// "12 min ago" style age for alert texts.
 fn minutes_ago(ts: Option<EpochMs>, now_ms: EpochMs) -> String {
     match ts {
@@ -492,6 +540,7 @@ impl Picture {
             None => self.kind_scale(kind_id),
         };
         s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
+        s.checks = self.config.catalogue.checks(&m.kind);
         s.kind_id = kind_id;
         s.unit = self.texts.share(&spec_unit);
         s.name = m.name.as_deref().map(Arc::from);
@@ -539,13 +588,35 @@ impl Picture {
             (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
             _ => 0,
         };
+        let (checks, kind_id, cell) = (s.checks, s.kind_id, s.cell);
+        let neighbours = match (checks.neighbour_tolerance, cell) {
+            (Some(_), Some(cell)) => self.neighbour_median(slot, kind_id, cell),
+            _ => None,
+        };
+        let Some(s) = self.sensors.at_mut(slot) else {
+            unreachable!("slot {slot} was just looked up or filled")
+        };
+        let (quality, reason) = plausibility(s, &checks, o, neighbours);
+        if s.value != Some(o.value) {
+            s.same_since_ms = Some(o.ts_ms);
+        }
         let old = s.contribution();
         let old_level = s.level;
-        s.level = level_for(&s.scale, s.level, o.value);
+        let level = level_for(&s.scale, s.level, o.value);
+        // A suspect reading is shown but raises nothing on its own.
+        s.level = if quality == Quality::Suspect {
+            level.min(s.level)
+        } else {
+            level
+        };
+        s.quality = quality;
+        s.quality_reason = reason;
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
-        s.trend.add(o.ts_ms, o.value);
+        if quality != Quality::Suspect {
+            s.trend.add(o.ts_ms, o.value);
+        }
         if let (Some(lat), Some(lon), Some(c)) = (o.lat, o.lon, new_cell) {
             s.pos = Some((lat, lon));
             s.cell = Some(c);
@@ -593,6 +664,33 @@ impl Picture {
             .clone()
     }
 
+    /// The median of the current values of the other sensors of kind
+    /// `kind` in `cell` and the ring around it (not suspect, at least
+    /// two), for the neighbour check.
+    fn neighbour_median(&self, me: Slot, kind: NameId, cell: CellIndex) -> Option<f64> {
+        let mut values: Vec<f64> = cell
+            .grid_disk::<Vec<_>>(1)
+            .into_iter()
+            .flat_map(|c| self.cells.members(c).iter().copied())
+            .filter_map(|m| match m {
+                Member::Sensor(slot) if slot != me => self.sensors.at(slot),
+                _ => None,
+            })
+            .filter(|s| s.kind_id == kind && s.quality != Quality::Suspect)
+            .filter_map(|s| s.value)
+            .collect();
+        if values.len() < 2 {
+            return None;
+        }
+        values.sort_unstable_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        Some(if values.len() % 2 == 0 {
+            (values[mid - 1] + values[mid]) / 2.0
+        } else {
+            values[mid]
+        })
+    }
+
     /// A sensor known by its id only, of the kind `kind_id`.
     fn empty_sensor(&mut self, kind_id: NameId) -> Sensor {
         let scale = self.kind_scale(kind_id);
@@ -601,6 +699,10 @@ impl Picture {
             kind_id,
             scale,
             ttl_ms: self.config.catalogue.ttl_ms(kind),
+            checks: self.config.catalogue.checks(kind),
+            quality: Quality::Ok,
+            quality_reason: None,
+            same_since_ms: None,
             unit: self.texts.share(""),
             name: None,
             pos: None,
@@ -1404,6 +1506,8 @@ impl Picture {
             level: s.level,
             ts_ms: s.ts_ms,
             freshness: now_ms.map(|now| Freshness::classify(s.ts_ms, s.ttl_ms, now)),
+            quality: s.quality,
+            quality_reason: s.quality_reason,
         }
     }
 

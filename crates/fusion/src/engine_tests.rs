@@ -2,8 +2,10 @@ use super::*;
 use crate::engine::EntityKind;
 use crate::event::IncidentClosed;
 use crate::viewport::{Bbox, ViewFilter};
+use h3o::LatLng;
 
 const T0: EpochMs = 1_790_000_000_000;
+const MIN: EpochMs = 60_000;
 const ST_PAULI: (f64, f64) = (53.5458, 9.9700);
 const WILHELMSBURG: (f64, f64) = (53.4980, 10.0060);
 
@@ -204,22 +206,23 @@ fn time_rules_out_of_order_duplicates_and_the_future() {
 fn levels_have_hysteresis_and_alerts_fire_once_per_rise() {
     let mut p = Picture::new(PictureConfig::default());
     apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
-    // Hovering around 4.6: 4.61, 4.59, 4.62, 4.58 must not flap.
+    // Hovering around 4.6, a reading a minute: 4.61, 4.59, 4.62, 4.58
+    // must not flap.
     for (i, v) in [4.61, 4.59, 4.62, 4.58].iter().enumerate() {
-        p.apply(&obs("g1", T0 + i as i64 * 1000, *v, None), T0 + 10_000)
+        p.apply(&obs("g1", T0 + i as i64 * MIN, *v, None), T0 + 10 * MIN)
             .expect("ok");
     }
-    let d = p.flush(T0 + 10_000).expect("changed");
+    let d = p.flush(T0 + 10 * MIN).expect("changed");
     assert_eq!(d.sensors[0].level, 2);
     assert_eq!(d.alerts.len(), 1, "one alert for the rise to level 2");
-    p.apply(&obs("g1", T0 + 5_000, 4.40, None), T0 + 10_000)
+    p.apply(&obs("g1", T0 + 5 * MIN, 4.40, None), T0 + 10 * MIN)
         .expect("ok");
-    let d = p.flush(T0 + 10_000).expect("changed");
+    let d = p.flush(T0 + 10 * MIN).expect("changed");
     assert_eq!(d.sensors[0].level, 1, "clearly below 4.6 falls back");
     assert!(d.alerts.is_empty());
-    p.apply(&obs("g1", T0 + 6_000, 4.70, None), T0 + 10_000)
+    p.apply(&obs("g1", T0 + 6 * MIN, 4.70, None), T0 + 10 * MIN)
         .expect("ok");
-    let d = p.flush(T0 + 10_000).expect("changed");
+    let d = p.flush(T0 + 10 * MIN).expect("changed");
     assert_eq!(d.sensors[0].level, 2);
     assert!(
         d.alerts.is_empty(),
@@ -227,12 +230,12 @@ fn levels_have_hysteresis_and_alerts_fire_once_per_rise() {
     );
     let id = p.alerts.values().next().expect("alert").id.clone();
     p.ack(&id).expect("known alert");
-    let d = p.flush(T0 + 10_000).expect("ack changes the picture");
+    let d = p.flush(T0 + 10 * MIN).expect("ack changes the picture");
     assert!(d.alerts[0].acked);
     assert!(p.ack("A999").is_err());
-    p.apply(&obs("g1", T0 + 7_000, 5.70, None), T0 + 10_000)
+    p.apply(&obs("g1", T0 + 9 * MIN, 5.70, None), T0 + 10 * MIN)
         .expect("ok");
-    let d = p.flush(T0 + 10_000).expect("changed");
+    let d = p.flush(T0 + 10 * MIN).expect("changed");
     assert_eq!(d.alerts.len(), 1, "a higher level is news");
     assert_eq!(d.alerts[0].level, 3);
 }
@@ -869,4 +872,95 @@ fn identities_merge_feeds_and_only_the_radio_sets_the_status() {
     assert_eq!(u.status, Some(4));
     assert_eq!(u.status_age_ms, Some(60_000));
     assert_eq!(u.sources.len(), 2);
+}
+
+fn cells_around(p: &Picture, at: (f64, f64)) -> Vec<(u8, u8)> {
+    let finest = LatLng::new(at.0, at.1)
+        .expect("valid")
+        .to_cell(Resolution::Ten);
+    p.resolutions()
+        .iter()
+        .filter_map(|r| finest.parent(*r))
+        .filter_map(|c| p.cells.get(c))
+        .map(|a| (a.hazard, a.max_level()))
+        .collect()
+}
+
+/// The example: a gauge jumping 3 m in a minute is suspect and
+/// sets no hazard; the next plausible reading is provisional, then ok.
+#[test]
+fn a_gauge_jumping_three_metres_in_a_minute_is_suspect_and_sets_no_hazard() {
+    let mut p = Picture::new(PictureConfig::default());
+    apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);
+    p.apply(&obs("g1", T0, 2.9, None), T0).expect("ok");
+    p.apply(&obs("g1", T0 + MIN, 5.9, None), T0 + MIN)
+        .expect("accepted, marked");
+    let d = p.flush(T0 + MIN).expect("changed");
+    let s = &d.sensors[0];
+    assert_eq!(
+        (s.quality, s.quality_reason),
+        (Quality::Suspect, Some("spike"))
+    );
+    assert_eq!(s.value, Some(5.9), "shown as read");
+    assert_eq!(s.level, 0, "but it raises no level");
+    assert!(cells_around(&p, ST_PAULI).iter().all(|c| *c == (0, 0)));
+    assert!(p.alerts.is_empty(), "and no alert");
+    // Plausible again from there: provisional first, then ok.
+    p.apply(&obs("g1", T0 + 2 * MIN, 5.95, None), T0 + 2 * MIN)
+        .expect("ok");
+    let d = p.flush(T0 + 2 * MIN).expect("changed");
+    assert_eq!(d.sensors[0].quality, Quality::Provisional);
+    assert_eq!(d.sensors[0].level, 3, "a provisional reading counts");
+    p.apply(&obs("g1", T0 + 3 * MIN, 6.0, None), T0 + 3 * MIN)
+        .expect("ok");
+    let d = p.flush(T0 + 3 * MIN).expect("changed");
+    assert_eq!(d.sensors[0].quality, Quality::Ok);
+    assert!(cells_around(&p, ST_PAULI).iter().all(|c| *c == (3, 3)));
+}
+
+#[test]
+fn out_of_range_frozen_and_contradicted_readings_are_marked() {
+    let mut p = Picture::new(PictureConfig::default());
+    // Three gauges within a few metres (same or neighbouring res-10 cells).
+    let near = |m: f64| north_of(ST_PAULI, m);
+    apply_all(
+        &mut p,
+        &[
+            gauge_meta("g1", near(0.0)),
+            gauge_meta("g2", near(25.0)),
+            gauge_meta("g3", near(50.0)),
+        ],
+    );
+    p.apply(&obs("g1", T0, 99.0, None), T0).expect("ok");
+    p.apply(&obs("g2", T0, 3.0, None), T0).expect("ok");
+    p.apply(&obs("g3", T0, 3.1, None), T0).expect("ok");
+    let d = p.flush(T0).expect("changed");
+    let g1 = d.sensors.iter().find(|s| &*s.id == "g1").expect("g1");
+    assert_eq!(
+        (g1.quality, g1.quality_reason),
+        (Quality::Suspect, Some("out_of_range"))
+    );
+    assert_eq!(g1.level, 0);
+    // g1 reads plausibly but far from its neighbours' median.
+    p.apply(&obs("g1", T0 + 10 * MIN, 4.5, None), T0 + 10 * MIN)
+        .expect("ok");
+    p.apply(&obs("g1", T0 + 12 * MIN, 4.6, None), T0 + 12 * MIN)
+        .expect("ok");
+    let d = p.flush(T0 + 12 * MIN).expect("changed");
+    let g1 = d.sensors.iter().find(|s| &*s.id == "g1").expect("g1");
+    assert_eq!(
+        (g1.quality, g1.quality_reason),
+        (Quality::Provisional, Some("neighbours_disagree"))
+    );
+    // g2 frozen at 3.0 for more than three hours.
+    for h in 1..=4 {
+        p.apply(&obs("g2", T0 + h * 60 * MIN, 3.0, None), T0 + h * 60 * MIN)
+            .expect("ok");
+    }
+    let d = p.flush(T0 + 4 * 60 * MIN).expect("changed");
+    let g2 = d.sensors.iter().find(|s| &*s.id == "g2").expect("g2");
+    assert_eq!(
+        (g2.quality, g2.quality_reason),
+        (Quality::Suspect, Some("flat_line"))
+    );
 }

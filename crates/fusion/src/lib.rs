@@ -28,7 +28,7 @@ mod view;
 mod viewport;
 
 pub use areas::Sector;
-pub use catalogue::{Catalogue, KindSpec};
+pub use catalogue::{Catalogue, Checks, KindSpec};
 pub use cell::{CellAgg, KindAgg};
 pub use engine::{AckError, EntityKind, Outcome, Picture, PictureConfig, Refusal, RemoveError};
 pub use event::{
@@ -40,7 +40,7 @@ pub use freshness::Freshness;
 pub use h3o::Resolution;
 pub use status::{StatusMeaning, StatusTable};
 pub use view::{
-    AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, StatusClass, UnitView,
+    AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,
 };
 pub use viewport::{Bbox, BboxError, ViewFilter, Viewport};
 

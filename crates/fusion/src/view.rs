@@ -28,6 +28,21 @@ pub enum StatusClass {
     Unknown,
 }
 
+/// How far a sensor's last reading can be trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Passed every check.
+    #[default]
+    Ok,
+    /// Plausible, not yet confirmed: the first reading after a suspect one,
+    /// or one its neighbours disagree with.
+    Provisional,
+    /// Failed a check (out of range, spike, frozen): shown, but it raises
+    /// no level and no alert.
+    Suspect,
+}
+
 /// One cell at one resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellView {
@@ -131,6 +146,12 @@ pub struct SensorView {
     /// Freshness of the last value; absent in digests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<Freshness>,
+    /// How far the last reading can be trusted.
+    pub quality: Quality,
+    /// Why it is not `ok` (`out_of_range`, `spike`, `flat_line`,
+    /// `after_suspect`, `neighbours_disagree`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_reason: Option<&'static str>,
 }
 
 /// A unit as shown.
