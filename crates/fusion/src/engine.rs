@@ -933,18 +933,9 @@ impl Picture {
             speed: p.speed,
             jump: false,
         };
-        // A jump is judged where there is another source to prefer: a
-        // single feed's relocation is all the picture knows.
-        let others = u.fixes.iter().any(|f| f.source != source);
-        let jump = previous.filter(|_| others).and_then(|i| {
-            let prev = &u.fixes[i];
-            jumped(prev, &fix, max_speed).then(|| {
-                let km = distance_m((prev.lat, prev.lon), (p.lat, p.lon)) / 1000.0;
-                let s = (p.ts_ms - prev.ts_ms) as f64 / 1000.0;
-                (km, s)
-            })
-        });
-        fix.jump = jump.is_some();
+        // Judged against the same source's previous fix only, so that the
+        // order in which sources arrive changes nothing.
+        fix.jump = previous.is_some_and(|i| jumped(&u.fixes[i], &fix, max_speed));
         match previous {
             Some(i) => u.fixes[i] = fix,
             None => {
@@ -1011,16 +1002,6 @@ impl Picture {
         self.cells.change(Member::Unit(slot), old, new);
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, p.ts_ms);
-        if let Some((km, s)) = jump {
-            let name = if source.is_empty() {
-                "position"
-            } else {
-                &source
-            };
-            let message =
-                format!("{callsign}: {name} fix jumped {km:.1} km in {s:.0} s; down-weighted");
-            self.raise("position_jump", id, Some(name), 1, message, p.ts_ms);
-        }
         if let Some((a, b)) = conflict {
             let km = distance_m((a.lat, a.lon), (b.lat, b.lon)) / 1000.0;
             let label = |f: &Fix| {

@@ -826,7 +826,10 @@ fn a_source_jumping_faster_than_the_unit_can_is_flagged_and_down_weighted() {
         .expect("radio");
     assert!(radio.jump);
     assert!(radio.weight < 0.001, "{radio:?}");
-    assert_eq!(alerts_of_kind(&p, "position_jump").len(), 1);
+    // Flagged on the source; that it disagrees with the tracker is the
+    // alert.
+    assert!(alerts_of_kind(&p, "position_jump").is_empty());
+    assert_eq!(alerts_of_kind(&p, "position_conflict").len(), 1);
     let fused = (u.lat.expect("lat"), u.lon.expect("lon"));
     assert!(distance_m(fused, north_of(a, 100.0)) < 50.0);
 }
@@ -963,4 +966,70 @@ fn out_of_range_frozen_and_contradicted_readings_are_marked() {
         (g2.quality, g2.quality_reason),
         (Quality::Suspect, Some("flat_line"))
     );
+}
+
+mod arrival_order {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One fix per source for one unit, as arriving within one tick.
+    fn fixes() -> impl Strategy<Value = Vec<(String, (f64, f64), f64, i64)>> {
+        let sources = ["gps", "radio", "cot", "tracker", "tetra"];
+        proptest::sample::subsequence(sources.to_vec(), 1..=5).prop_flat_map(|names| {
+            let n = names.len();
+            (
+                Just(names),
+                proptest::collection::vec(
+                    (
+                        (53.50f64..53.56, 9.95f64..10.02),
+                        1.0f64..400.0,
+                        0i64..30_000,
+                    ),
+                    n,
+                ),
+            )
+                .prop_map(|(names, rest)| {
+                    names
+                        .into_iter()
+                        .zip(rest)
+                        .map(|(s, (p, a, dt))| (s.to_owned(), p, a, dt))
+                        .collect()
+                })
+        })
+    }
+
+    fn fused(order: &[(String, (f64, f64), f64, i64)]) -> UnitView {
+        let mut p = Picture::new(PictureConfig::default());
+        p.apply(&unit_meta("u", "HLF"), T0).expect("ok");
+        for (source, at, accuracy, dt) in order {
+            p.apply(&fix("u", T0 + dt, *at, source, *accuracy), T0 + 60_000)
+                .expect("accepted");
+        }
+        let mut d = p.flush(T0 + 60_000).expect("changed");
+        d.units.pop().expect("the unit")
+    }
+
+    proptest! {
+        #[test]
+        fn the_order_of_arrival_within_a_tick_changes_nothing(
+            fs in fixes(),
+            seed in any::<u64>(),
+        ) {
+            let a = fused(&fs);
+            let mut shuffled = fs.clone();
+            // A deterministic permutation from the seed.
+            let n = shuffled.len();
+            for i in (1..n).rev() {
+                let j = usize::try_from(seed.rotate_left(i as u32) % (i as u64 + 1)).unwrap_or(0);
+                shuffled.swap(i, j);
+            }
+            let b = fused(&shuffled);
+            prop_assert!((a.lat.unwrap_or(0.0) - b.lat.unwrap_or(0.0)).abs() < 1e-9);
+            prop_assert!((a.lon.unwrap_or(0.0) - b.lon.unwrap_or(0.0)).abs() < 1e-9);
+            prop_assert!((a.accuracy.unwrap_or(0.0) - b.accuracy.unwrap_or(0.0)).abs() < 1e-6);
+            // (The conflict flag is not compared: with its hysteresis it
+            // remembers the states in between, on purpose.)
+            prop_assert_eq!(a.sources, b.sources);
+        }
+    }
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::EpochMs;
 
@@ -185,15 +186,25 @@ pub(crate) struct Fused {
     /// The newest fix time.
     pub ts_ms: EpochMs,
     /// Weight of each fix, in the order given.
-    pub weights: Vec<f64>,
+    pub weights: SmallVec<[f64; 4]>,
 }
 
 /// Fuses `fixes` (at least one) as of the newest fix. Fixes older than
 /// `max_age_ms` before the newest are left out (weight 0).
 pub(crate) fn fuse(fixes: &[Fix], drift_mps: f64, max_age_ms: i64) -> Option<Fused> {
+    if let [only] = fixes {
+        // One source: its fix, as it is.
+        return Some(Fused {
+            lat: only.lat,
+            lon: only.lon,
+            accuracy_m: only.accuracy_at(only.ts_ms, drift_mps),
+            ts_ms: only.ts_ms,
+            weights: SmallVec::from_slice(&[1.0]),
+        });
+    }
     let at = fixes.iter().map(|f| f.ts_ms).max()?;
-    let sigma: Vec<f64> = fixes.iter().map(|f| f.accuracy_at(at, drift_mps)).collect();
-    let raw: Vec<f64> = fixes
+    let sigma: SmallVec<[f64; 4]> = fixes.iter().map(|f| f.accuracy_at(at, drift_mps)).collect();
+    let raw: SmallVec<[f64; 4]> = fixes
         .iter()
         .zip(&sigma)
         .map(|(f, s)| {
@@ -208,7 +219,7 @@ pub(crate) fn fuse(fixes: &[Fix], drift_mps: f64, max_age_ms: i64) -> Option<Fus
     if total <= 0.0 || !total.is_finite() {
         return None;
     }
-    let weights: Vec<f64> = raw.iter().map(|w| w / total).collect();
+    let weights: SmallVec<[f64; 4]> = raw.iter().map(|w| w / total).collect();
     let lat = fixes
         .iter()
         .zip(&weights)
