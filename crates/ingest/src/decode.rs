@@ -343,6 +343,14 @@ mod tests {
         )
         .expect("valid");
         assert!(matches!(e.event, Event::UnitStatus(ref s) if s.status == 3));
+        let e = dec(
+            "rm/v1/live/unit/u1/status",
+            &format!(r#"{{"ts":{NOW},"status":4,"source":"radio"}}"#),
+        )
+        .expect("valid");
+        assert!(
+            matches!(e.event, Event::UnitStatus(ref s) if s.source.as_deref() == Some("radio"))
+        );
         let e = dec("rm/v1/live/incident/i1", "").expect("close");
         assert!(matches!(e.event, Event::IncidentClosed(_)));
         let poly = r#"{"ts":1,"keyword":"THL","severity":3,"geometry":{"type":"Polygon","coordinates":[[[10,53.5],[10.1,53.5],[10.1,53.6],[10,53.5]]]}}"#;
