@@ -13,6 +13,7 @@ use std::sync::Arc;
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use thiserror::Error;
 
 use crate::EpochMs;
@@ -193,8 +194,6 @@ struct Sensor {
     cell: Option<CellIndex>,
     shown: Option<Freshness>,
     trend: Trend,
-    /// The kind's plausibility checks.
-    checks: Checks,
     quality: Quality,
     quality_reason: Option<&'static str>,
     /// Since when the value has not changed.
@@ -219,7 +218,7 @@ struct Unit {
     cell: Option<CellIndex>,
     shown: Option<(Freshness, bool)>,
     /// The last fix of each source, sorted by source.
-    fixes: Vec<Fix>,
+    fixes: SmallVec<[Fix; 1]>,
     /// Two sources disagree beyond their accuracies.
     conflict: bool,
 }
@@ -317,6 +316,8 @@ pub struct Picture {
     texts: Texts,
     /// Each kind's thresholds, shared by its sensors.
     scales: HashMap<NameId, Arc<[f64]>, ahash::RandomState>,
+    /// Each kind's plausibility checks, by name id.
+    checks: Vec<Option<Checks>>,
 }
 
 /// What an alert is about: (clock series, kind, entity, related).
@@ -444,6 +445,7 @@ impl Picture {
             names: Names::default(),
             texts: Texts::default(),
             scales: HashMap::default(),
+            checks: Vec::new(),
             config,
             resolutions,
             seq: 0,
@@ -540,7 +542,6 @@ impl Picture {
             None => self.kind_scale(kind_id),
         };
         s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
-        s.checks = self.config.catalogue.checks(&m.kind);
         s.kind_id = kind_id;
         s.unit = self.texts.share(&spec_unit);
         s.name = m.name.as_deref().map(Arc::from);
@@ -588,7 +589,8 @@ impl Picture {
             (Some(prev), Some(new)) if new > prev + 1 => new - prev - 1,
             _ => 0,
         };
-        let (checks, kind_id, cell) = (s.checks, s.kind_id, s.cell);
+        let (kind_id, cell) = (s.kind_id, s.cell);
+        let checks = self.kind_checks(kind_id);
         let neighbours = match (checks.neighbour_tolerance, cell) {
             (Some(_), Some(cell)) => self.neighbour_median(slot, kind_id, cell),
             _ => None,
@@ -664,12 +666,26 @@ impl Picture {
             .clone()
     }
 
+    /// The plausibility checks of a kind (looked up by name once).
+    fn kind_checks(&mut self, kind_id: NameId) -> Checks {
+        let i = usize::from(kind_id);
+        if let Some(Some(c)) = self.checks.get(i) {
+            return *c;
+        }
+        let c = self.config.catalogue.checks(self.names.name(kind_id));
+        if self.checks.len() <= i {
+            self.checks.resize(i + 1, None);
+        }
+        self.checks[i] = Some(c);
+        c
+    }
+
     /// The median of the current values of the other sensors of kind
     /// `kind` in `cell` and the ring around it (not suspect, at least
     /// two), for the neighbour check.
     fn neighbour_median(&self, me: Slot, kind: NameId, cell: CellIndex) -> Option<f64> {
-        let mut values: Vec<f64> = cell
-            .grid_disk::<Vec<_>>(1)
+        let mut values: SmallVec<[f64; 8]> = cell
+            .grid_disk::<SmallVec<[CellIndex; 8]>>(1)
             .into_iter()
             .flat_map(|c| self.cells.members(c).iter().copied())
             .filter_map(|m| match m {
@@ -699,7 +715,6 @@ impl Picture {
             kind_id,
             scale,
             ttl_ms: self.config.catalogue.ttl_ms(kind),
-            checks: self.config.catalogue.checks(kind),
             quality: Quality::Ok,
             quality_reason: None,
             same_since_ms: None,
@@ -852,7 +867,7 @@ fn new_unit(type_id: NameId) -> Unit {
         class: StatusClass::Unknown,
         cell: None,
         shown: None,
-        fixes: Vec::new(),
+        fixes: SmallVec::new(),
         conflict: false,
     }
 }
