@@ -2,8 +2,9 @@
 //! dead-letter the rest. It never stops on bad input, and reconnects with
 //! backoff when the broker goes away.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fusion::Envelope;
@@ -25,6 +26,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// dropped by the client library before we see it, so leave room to refuse
 /// (and dead-letter) payloads above our own limit ourselves.
 const MAX_INCOMING_PACKET_BYTES: usize = 1024 * 1024;
+/// Accepted events held while fusion is behind. Messages are acknowledged
+/// to the broker only once fusion has them, so a broker stops sending at
+/// its in-flight window (Mosquitto: 20 by default) long before this; the
+/// bound is for brokers without one. Beyond it the loop stops reading
+/// until fusion catches up.
+pub const MAX_BACKLOG: usize = 10_000;
 
 /// Why MQTT options could not be built.
 #[derive(Debug, Error)]
@@ -90,12 +97,19 @@ impl Default for IngestConfig {
 pub struct LinkStatus {
     connected: AtomicBool,
     subscribed: AtomicBool,
+    connects: AtomicU64,
 }
 
 impl LinkStatus {
     /// Connected and subscribed: messages flow.
     pub fn is_ready(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// How many times the broker accepted a connection (1 while the first
+    /// connection holds).
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
     }
 }
 
@@ -108,9 +122,13 @@ pub fn now_ms() -> i64 {
 
 /// Runs the ingest loop until `shutdown` resolves or fusion hangs up.
 ///
-/// Accepted events go to `events` (bounded: when fusion falls behind, the
-/// loop waits, and the broker holds the backlog). Refused messages are
-/// counted per reason and published to the space's dead-letter topic.
+/// Accepted events go to `events`, and a message is acknowledged to the
+/// broker only once fusion has its event (at least once, even if this
+/// process dies in between). When fusion falls behind, events wait in a
+/// bounded backlog ([`MAX_BACKLOG`], reported as `rm_ingest_backlog`)
+/// while the loop keeps talking to the broker (keep-alives, acks), and the
+/// broker holds the rest. Refused messages are counted per reason and
+/// published to the space's dead-letter topic.
 pub async fn run(
     opts: MqttOptions,
     config: IngestConfig,
@@ -122,17 +140,29 @@ pub async fn run(
     // A persistent session: QoS 1 messages published while we reconnect are
     // kept by the broker for us.
     opts.set_clean_session(false);
+    opts.set_manual_acks(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let mut backoff = BACKOFF_MIN;
+    let mut backlog: VecDeque<(Envelope, Publish)> = VecDeque::new();
     tokio::pin!(shutdown);
     loop {
         let polled = tokio::select! {
             () = &mut shutdown => break,
-            polled = eventloop.poll() => polled,
+            permit = events.reserve(), if !backlog.is_empty() => {
+                let Ok(permit) = permit else { break };
+                if let Some((env, p)) = backlog.pop_front() {
+                    permit.send(env);
+                    ack(&client, &p);
+                }
+                metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
+                continue;
+            }
+            polled = eventloop.poll(), if backlog.len() < MAX_BACKLOG => polled,
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = BACKOFF_MIN;
+                status.connects.fetch_add(1, Ordering::Relaxed);
                 status.connected.store(true, Ordering::Relaxed);
                 metrics::gauge!("rm_mqtt_connected").set(1.0);
                 info!(
@@ -152,7 +182,7 @@ pub async fn run(
                 status.subscribed.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if !handle(&client, &config, &events, &p).await {
+                if !handle(&client, &config, &events, &mut backlog, p) {
                     break;
                 }
             }
@@ -174,23 +204,49 @@ pub async fn run(
     status.connected.store(false, Ordering::Relaxed);
 }
 
-/// Handles one message; false when fusion has gone away.
-async fn handle(
+/// Acknowledges a message to the broker. A failure (the request queue is
+/// full, or the connection changed) only means the broker delivers it
+/// again, and fusion drops the copy.
+fn ack(client: &AsyncClient, p: &Publish) {
+    if client.try_ack(p).is_err() {
+        metrics::counter!("rm_ingest_ack_failures_total").increment(1);
+    }
+}
+
+/// Handles one message without waiting: its event goes to fusion now, or
+/// behind the backlog when fusion is behind. False when fusion has gone
+/// away.
+fn handle(
     client: &AsyncClient,
     config: &IngestConfig,
     events: &mpsc::Sender<Envelope>,
-    p: &Publish,
+    backlog: &mut VecDeque<(Envelope, Publish)>,
+    p: Publish,
 ) -> bool {
     let received_ms = now_ms();
     metrics::counter!("rm_ingest_messages_total").increment(1);
     match config.decoder.decode(&p.topic, &p.payload, received_ms) {
         Ok(env) => {
             metrics::counter!("rm_ingest_accepted_total").increment(1);
-            events.send(env).await.is_ok()
+            if !backlog.is_empty() {
+                backlog.push_back((env, p));
+            } else {
+                match events.try_send(env) {
+                    Ok(()) => ack(client, &p),
+                    Err(mpsc::error::TrySendError::Full(env)) => backlog.push_back((env, p)),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
+            true
         }
-        Err(DecodeError::OwnOutput) => true,
+        Err(DecodeError::OwnOutput) => {
+            ack(client, &p);
+            true
+        }
         Err(e) => {
             refuse(client, config, &p.topic, &e, received_ms);
+            ack(client, &p);
             true
         }
     }
