@@ -314,10 +314,18 @@ pub struct Picture {
     names: Names,
     /// Shared texts (units of measure, organisations, sources).
     texts: Texts,
-    /// Each kind's thresholds, shared by its sensors.
-    scales: HashMap<NameId, Arc<[f64]>, ahash::RandomState>,
-    /// Each kind's plausibility checks, by name id.
-    checks: Vec<Option<Checks>>,
+    /// What the catalogue says of each kind, by name id (looked up by
+    /// name once per kind, not per sensor or observation).
+    kinds: Vec<Option<KindInfo>>,
+}
+
+/// A kind's catalogue entry as the engine uses it.
+#[derive(Debug, Clone)]
+struct KindInfo {
+    /// Thresholds, shared by the kind's sensors.
+    scale: Arc<[f64]>,
+    ttl_ms: i64,
+    checks: Checks,
 }
 
 /// What an alert is about: (clock series, kind, entity, related).
@@ -444,8 +452,7 @@ impl Picture {
             areas,
             names: Names::default(),
             texts: Texts::default(),
-            scales: HashMap::default(),
-            checks: Vec::new(),
+            kinds: Vec::new(),
             config,
             resolutions,
             seq: 0,
@@ -539,9 +546,9 @@ impl Picture {
         let same_scale = s.kind_id == kind_id && s.thresholds == m.thresholds;
         s.scale = match &m.thresholds {
             Some(own) => Arc::from(own.as_slice()),
-            None => self.kind_scale(kind_id),
+            None => self.kind_info(kind_id).scale.clone(),
         };
-        s.ttl_ms = self.config.catalogue.ttl_ms(&m.kind);
+        s.ttl_ms = self.kind_info(kind_id).ttl_ms;
         s.kind_id = kind_id;
         s.unit = self.texts.share(&spec_unit);
         s.name = m.name.as_deref().map(Arc::from);
@@ -590,7 +597,7 @@ impl Picture {
             _ => 0,
         };
         let (kind_id, cell) = (s.kind_id, s.cell);
-        let checks = self.kind_checks(kind_id);
+        let checks = self.kind_info(kind_id).checks;
         let neighbours = match (checks.neighbour_tolerance, cell) {
             (Some(_), Some(cell)) => self.neighbour_median(slot, kind_id, cell),
             _ => None,
@@ -652,32 +659,24 @@ impl Picture {
         })
     }
 
-    /// The thresholds of a kind (none for a kind the catalogue lacks),
-    /// shared by all its sensors.
-    fn kind_scale(&mut self, kind_id: NameId) -> Arc<[f64]> {
-        let (names, catalogue) = (&self.names, &self.config.catalogue);
-        self.scales
-            .entry(kind_id)
-            .or_insert_with(|| {
-                catalogue
-                    .get(names.name(kind_id))
-                    .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice()))
-            })
-            .clone()
-    }
-
-    /// The plausibility checks of a kind (looked up by name once).
-    fn kind_checks(&mut self, kind_id: NameId) -> Checks {
+    /// The catalogue's entry for a kind (no thresholds or checks and the
+    /// default time-to-live for a kind the catalogue lacks).
+    fn kind_info(&mut self, kind_id: NameId) -> &KindInfo {
         let i = usize::from(kind_id);
-        if let Some(Some(c)) = self.checks.get(i) {
-            return *c;
+        if self.kinds.len() <= i {
+            self.kinds.resize(i + 1, None);
         }
-        let c = self.config.catalogue.checks(self.names.name(kind_id));
-        if self.checks.len() <= i {
-            self.checks.resize(i + 1, None);
-        }
-        self.checks[i] = Some(c);
-        c
+        let (names, catalogue) = (&self.names, &self.config.catalogue);
+        self.kinds[i].get_or_insert_with(|| {
+            let name = names.name(kind_id);
+            KindInfo {
+                scale: catalogue
+                    .get(name)
+                    .map_or_else(|| Arc::from([]), |k| Arc::from(k.thresholds.as_slice())),
+                ttl_ms: catalogue.ttl_ms(name),
+                checks: catalogue.checks(name),
+            }
+        })
     }
 
     /// The median of the current values of the other sensors of kind
@@ -709,12 +708,11 @@ impl Picture {
 
     /// A sensor known by its id only, of the kind `kind_id`.
     fn empty_sensor(&mut self, kind_id: NameId) -> Sensor {
-        let scale = self.kind_scale(kind_id);
-        let kind = self.names.name(kind_id);
+        let KindInfo { scale, ttl_ms, .. } = self.kind_info(kind_id).clone();
         Sensor {
             kind_id,
             scale,
-            ttl_ms: self.config.catalogue.ttl_ms(kind),
+            ttl_ms,
             quality: Quality::Ok,
             quality_reason: None,
             same_since_ms: None,
@@ -911,7 +909,8 @@ impl Picture {
     }
 
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
-        let mut cell = self.index(p.lat, p.lon)?;
+        let reported =
+            LatLng::new(p.lat, p.lon).map_err(|e| Refusal::BadPosition(e.to_string()))?;
         let id = self.unit_id(&p.id);
         let id = id.as_ref();
         let before = self.presence(id);
@@ -947,6 +946,7 @@ impl Picture {
             ts_ms: p.ts_ms,
             speed: p.speed,
             jump: false,
+            weight: 0.0,
         };
         // Judged against the same source's previous fix only, so that the
         // order in which sources arrive changes nothing.
@@ -966,19 +966,20 @@ impl Picture {
         }
         let old = u.contribution();
         let old_cell = u.cell;
-        let fused = fuse(&u.fixes, drift, max_age);
-        if let Some(f) = &fused {
+        if let Some(f) = fuse(&u.fixes, drift, max_age) {
             u.pos = Some((f.lat, f.lon));
             u.pos_ts_ms = Some(f.ts_ms);
             u.accuracy = Some(f.accuracy_m);
-        }
-        if u.fixes.len() > 1 {
-            if let Some((lat, lon)) = u.pos {
-                if let Ok(c) = LatLng::new(lat, lon).map(|ll| ll.to_cell(finest)) {
-                    cell = c;
-                }
+            for (fix, w) in u.fixes.iter_mut().zip(&f.weights) {
+                fix.weight = *w;
             }
         }
+        // The cell of the fused position (with one source, the one reported).
+        let fused = match (u.fixes.len(), u.pos) {
+            (2.., Some((lat, lon))) => LatLng::new(lat, lon).unwrap_or(reported),
+            _ => reported,
+        };
+        let cell = fused.to_cell(finest);
         if u.pos_ts_ms == Some(p.ts_ms) {
             u.heading = p.heading;
             u.speed = p.speed;
@@ -988,29 +989,24 @@ impl Picture {
         // Sources that disagree beyond their accuracies (with hysteresis:
         // raised at 1×, cleared below 0.7×).
         let at = u.pos_ts_ms.unwrap_or(p.ts_ms);
-        let weights = fused.map(|f| f.weights).unwrap_or_default();
-        let fresh: Vec<&Fix> = u
-            .fixes
-            .iter()
-            .zip(weights.iter().chain(std::iter::repeat(&0.0)))
-            .filter(|(_, w)| **w > 0.0)
-            .map(|(f, _)| f)
-            .collect();
-        let pair_beyond = |factor: f64| {
-            fresh.iter().enumerate().find_map(|(i, a)| {
-                fresh[i + 1..]
-                    .iter()
-                    .find(|b| disagree(a, b, at, drift, factor))
-                    .map(|b| ((*a).clone(), (*b).clone()))
-            })
-        };
-        let conflict = if u.conflict {
-            u.conflict = pair_beyond(CONFLICT_CLEAR_FACTOR).is_some();
-            None
-        } else {
-            let found = pair_beyond(1.0);
-            u.conflict = found.is_some();
-            found
+        let conflict = {
+            let fresh: SmallVec<[&Fix; 4]> = u.fixes.iter().filter(|f| f.weight > 0.0).collect();
+            let pair_beyond = |factor: f64| {
+                fresh.iter().enumerate().find_map(|(i, a)| {
+                    fresh[i + 1..]
+                        .iter()
+                        .find(|b| disagree(a, b, at, drift, factor))
+                        .map(|b| ((*a).clone(), (*b).clone()))
+                })
+            };
+            if u.conflict {
+                u.conflict = pair_beyond(CONFLICT_CLEAR_FACTOR).is_some();
+                None
+            } else {
+                let found = pair_beyond(1.0);
+                u.conflict = found.is_some();
+                found
+            }
         };
         let callsign = u.callsign.clone().unwrap_or_else(|| Arc::from(id));
         let new = u.contribution();
@@ -1459,31 +1455,26 @@ impl Picture {
                 .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
             silent: now_ms.map(|now| self.is_silent(u, now)),
             status_age_ms: now_ms.zip(u.status_ts_ms).map(|(now, t)| now - t),
-            sources: self.source_views(u),
+            sources: Self::source_views(u),
             conflict: u.conflict,
         }
     }
 
     /// Each source's last fix and its weight in the fused position.
-    fn source_views(&self, u: &Unit) -> Vec<SourceView> {
+    fn source_views(u: &Unit) -> Vec<SourceView> {
         if u.fixes.len() < 2 && u.fixes.iter().all(|f| f.source.is_empty()) {
             // One unnamed feed: nothing beyond the position itself.
             return Vec::new();
         }
-        let s = &self.config.sources;
-        let weights = fuse(&u.fixes, s.drift_mps, self.config.unit_ttl_ms)
-            .map(|f| f.weights)
-            .unwrap_or_default();
         u.fixes
             .iter()
-            .zip(weights.iter().chain(std::iter::repeat(&0.0)))
-            .map(|(f, w)| SourceView {
+            .map(|f| SourceView {
                 source: f.source.clone(),
                 lat: f.lat,
                 lon: f.lon,
                 accuracy: f.accuracy_m,
                 ts_ms: f.ts_ms,
-                weight: *w,
+                weight: f.weight,
                 jump: f.jump,
             })
             .collect()

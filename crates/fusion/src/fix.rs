@@ -121,6 +121,8 @@ pub(crate) struct Fix {
     /// The source moved faster than the unit type can since its previous
     /// fix: down-weighted.
     pub jump: bool,
+    /// Its share of the unit's fused position (set when fused).
+    pub weight: f64,
 }
 
 /// One source's part in a unit's fused position, as shown.
@@ -309,6 +311,7 @@ mod tests {
             ts_ms,
             speed: None,
             jump: false,
+            weight: 0.0,
         }
     }
 
@@ -384,6 +387,7 @@ mod tests {
                 ts_ms: T0 + dt,
                 speed,
                 jump,
+                weight: 0.0,
             });
         proptest::collection::vec(one, 1..6)
     }

@@ -341,80 +341,39 @@ impl CellStore {
         old: &Contribution,
         new: &Contribution,
     ) -> Option<u32> {
-        let mut touched = std::mem::take(&mut self.touched);
-        let (cell, node, _) = self.node(level, slot)?;
-        let exact = node.agg.replace(old, new);
-        let parent = node.parent;
-        Self::touch(&mut touched, level, slot, cell, node);
-        if !exact {
+        let (cell, node, _) = node_at(&mut self.finest, &mut self.coarse, level, slot)?;
+        if !node.agg.replace(old, new) {
             self.recompute[level].push(cell);
         }
-        self.touched = touched;
-        (parent != NO_PARENT).then_some(parent)
-    }
-
-    /// The node in `slot` at `level`, its cell, and (finest only) its members.
-    fn node(
-        &mut self,
-        level: usize,
-        slot: u32,
-    ) -> Option<(CellIndex, &mut Node, Option<&mut Members>)> {
-        if level == 0 {
-            let (cell, f) = self.finest.at(slot)?;
-            Some((cell, &mut f.node, Some(&mut f.members)))
-        } else {
-            let (cell, n) = self.coarse.at(slot)?;
-            Some((cell, n, None))
-        }
-    }
-
-    fn touch(
-        touched: &mut Vec<Touched>,
-        level: usize,
-        slot: u32,
-        cell: CellIndex,
-        node: &mut Node,
-    ) {
-        if !node.touched {
-            node.touched = true;
-            touched.push(Touched {
-                finest: level == 0,
-                slot,
-                cell,
-            });
-        }
+        touch(&mut self.touched, level, slot, cell, node);
+        parent_of(node)
     }
 
     /// Adds a contribution at `level`; returns the parent's slot.
     fn add(&mut self, level: usize, side: Side, member: Member) -> Option<u32> {
-        let mut touched = std::mem::take(&mut self.touched);
-        let (cell, node, members) = self.node(level, side.slot)?;
+        let (cell, node, members) = node_at(&mut self.finest, &mut self.coarse, level, side.slot)?;
         node.agg.add(&side.contribution);
         if let Some(members) = members {
             members.push(member);
         }
-        let parent = node.parent;
-        Self::touch(&mut touched, level, side.slot, cell, node);
-        self.touched = touched;
-        (parent != NO_PARENT).then_some(parent)
+        touch(&mut self.touched, level, side.slot, cell, node);
+        parent_of(node)
     }
 
     /// Removes a contribution at `level` (and the cell, if that empties
     /// it); returns the parent's slot.
     fn sub(&mut self, level: usize, side: Side, member: Member) -> Option<u32> {
-        let mut touched = std::mem::take(&mut self.touched);
-        let (cell, node, members) = self.node(level, side.slot)?;
+        let (cell, node, members) = node_at(&mut self.finest, &mut self.coarse, level, side.slot)?;
         if let Some(members) = members {
             if let Some(i) = members.iter().position(|m| *m == member) {
                 members.swap_remove(i);
             }
         }
         let exact = node.agg.sub(&side.contribution, None);
-        let parent = node.parent;
-        let empty = node.agg.is_empty();
-        if empty {
+        let parent = parent_of(node);
+        if node.agg.is_empty() {
             // Listed even if touched before: it is gone now.
-            touched.push(Touched {
+            self.touched.push(Touched {
                 finest: level == 0,
                 slot: side.slot,
                 cell,
@@ -425,13 +384,12 @@ impl CellStore {
                 self.coarse.remove_at(&self.hasher, side.slot);
             }
         } else {
-            Self::touch(&mut touched, level, side.slot, cell, node);
+            touch(&mut self.touched, level, side.slot, cell, node);
             if !exact {
                 self.recompute[level].push(cell);
             }
         }
-        self.touched = touched;
-        (parent != NO_PARENT).then_some(parent)
+        parent
     }
 
     /// Recomputes the cells whose maxima may have fallen, finest first
@@ -503,4 +461,36 @@ impl CellStore {
             }
         }
     }
+}
+
+/// The node in `slot` at `level`, its cell, and (finest only) its members.
+fn node_at<'a>(
+    finest: &'a mut Slots<Finest>,
+    coarse: &'a mut Slots<Node>,
+    level: usize,
+    slot: u32,
+) -> Option<(CellIndex, &'a mut Node, Option<&'a mut Members>)> {
+    if level == 0 {
+        let (cell, f) = finest.at(slot)?;
+        Some((cell, &mut f.node, Some(&mut f.members)))
+    } else {
+        let (cell, n) = coarse.at(slot)?;
+        Some((cell, n, None))
+    }
+}
+
+/// Lists a node's cell as changed, once until the next settle.
+fn touch(touched: &mut Vec<Touched>, level: usize, slot: u32, cell: CellIndex, node: &mut Node) {
+    if !node.touched {
+        node.touched = true;
+        touched.push(Touched {
+            finest: level == 0,
+            slot,
+            cell,
+        });
+    }
+}
+
+fn parent_of(node: &Node) -> Option<u32> {
+    (node.parent != NO_PARENT).then_some(node.parent)
 }

@@ -74,21 +74,24 @@ impl CellView {
     }
 }
 
-/// A sorted-by-id list written as a JSON object keyed by name, in name
-/// order (so the output does not depend on which name was seen first).
-struct Named<'a, V>(&'a [(NameId, V)], &'a [Arc<str>]);
+/// Entries by name id (from a function that lists them) written as a JSON
+/// object keyed by name, in name order (so the output does not depend on
+/// which name was seen first).
+struct Named<'a, F>(F, &'a [Arc<str>]);
 
-impl<V: Serialize> Serialize for Named<'_, V> {
+impl<F, I, V> Serialize for Named<'_, F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = (NameId, V)>,
+    V: Serialize,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<(&str, &V)> = self
-            .0
-            .iter()
-            .map(|(id, v)| (name_of(self.1, *id), v))
-            .collect();
+        let mut entries: Vec<(&str, V)> =
+            (self.0)().map(|(id, v)| (name_of(self.1, id), v)).collect();
         entries.sort_unstable_by_key(|(name, _)| *name);
         let mut map = s.serialize_map(Some(entries.len()))?;
         for (k, v) in entries {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(k, &v)?;
         }
         map.end()
     }
@@ -104,11 +107,9 @@ impl Serialize for CellView {
         st.serialize_field("units_on_mission", &a.units_on_mission)?;
         st.serialize_field("units_unavailable", &a.units_unavailable)?;
         st.serialize_field("units_unknown", &a.units_unknown)?;
-        let types: Vec<(NameId, u32)> = a.unit_type_ids().collect();
-        st.serialize_field("unit_types", &Named(&types, &self.names))?;
+        st.serialize_field("unit_types", &Named(|| a.unit_type_ids(), &self.names))?;
         st.serialize_field("sensors", &a.sensors())?;
-        let kinds: Vec<(NameId, KindAgg)> = a.kind_ids().collect();
-        st.serialize_field("kinds", &Named(&kinds, &self.names))?;
+        st.serialize_field("kinds", &Named(|| a.kind_ids(), &self.names))?;
         st.serialize_field("incidents", &a.incidents)?;
         st.serialize_field("max_level", &a.max_level())?;
         st.serialize_field("hazard", &a.hazard)?;
