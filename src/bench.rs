@@ -527,6 +527,7 @@ fn generate(n: usize, seed: u64) -> Workload {
                 speed: Some(speed),
                 accuracy: Some(rng.range(3.0, 15.0)),
                 source: Some("avl".to_owned()),
+                ttl_ms: None,
             };
             events.push(envelope(Event::UnitPos(pos), now));
             mix.pos += 1;

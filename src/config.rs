@@ -11,6 +11,7 @@ use fusion::{
     Catalogue, KindSpec, PictureConfig, Resolution, Sector, SourceConfig, StatusMeaning,
     StatusTable,
 };
+use ingest::{Formats, FormatsConfig};
 use serde::Deserialize;
 
 /// Default HTTP address (loopback: see protected mode in the README).
@@ -40,6 +41,9 @@ pub struct Config {
     /// Several sources per unit: accuracies, plausible speeds, identities,
     /// who may set a radio status.
     pub sources: SourceConfig,
+    /// Foreign formats (SenML, CoT, CAP, SensorThings): topic patterns and
+    /// mapping tables.
+    pub formats: FormatsConfig,
 }
 
 /// `[http]`.
@@ -150,7 +154,13 @@ impl Config {
         if config.mqtt.queue == 0 {
             bail!("mqtt.queue must be at least 1");
         }
+        config.formats()?;
         Ok(config)
+    }
+
+    /// The foreign formats, checked.
+    pub fn formats(&self) -> anyhow::Result<Formats> {
+        Formats::new(&self.formats).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// The tick interval.
@@ -235,6 +245,13 @@ mod tests {
         assert_eq!(c.fusion.tick_ms, 50);
         assert_eq!(c.sectors.len(), 1);
         assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);
+        let f = c.formats().expect("formats");
+        assert_eq!(f.routes.len(), 4);
+        assert_eq!(f.datastreams["4711"].sensor, "pegel-st-pauli");
+        assert_eq!(
+            f.cot_type("a-f-G-U-i-m-aar").map(|t| t.unit_type.as_str()),
+            Some("RTH")
+        );
         assert!(
             c.kinds
                 .expect("the example lists kinds")

@@ -108,12 +108,10 @@ pub async fn start(
     let driver_task = tokio::spawn(driver.run(event_rx, request_rx, stopped(shutdown.clone())));
 
     let link = Arc::new(LinkStatus::default());
-    let ingest_config = IngestConfig {
-        decoder: ingest::Decoder {
-            future_tolerance_ms: config.mqtt.future_tolerance_ms,
-        },
-        ..IngestConfig::default()
-    };
+    let ingest_config = IngestConfig::new(ingest::Decoder {
+        future_tolerance_ms: config.mqtt.future_tolerance_ms,
+        formats: Arc::new(config.formats()?),
+    });
     let ingest_task = tokio::spawn(ingest::mqtt::run(
         opts,
         ingest_config,

@@ -221,6 +221,9 @@ struct Unit {
     fixes: SmallVec<[Fix; 1]>,
     /// Two sources disagree beyond their accuracies.
     conflict: bool,
+    /// Time-to-live the newest fix came with (CoT's `stale`), instead of
+    /// the configured one.
+    ttl_ms: Option<i64>,
 }
 
 impl Unit {
@@ -505,15 +508,24 @@ impl Picture {
             Event::UnitPos(p) => self.unit_pos(p),
             Event::UnitStatus(s) => self.unit_status(s),
             Event::Incident(i) => self.incident(i),
-            Event::IncidentClosed(c) => Ok(match self.incidents.remove(&c.id) {
-                Some((slot, _, old)) => {
-                    self.recover(slot, (&old.cells, Some(old.contribution())), (&[], None));
-                    self.areas.remove(&format!("incident:{}", c.id));
-                    self.pending.incidents.insert(c.id.clone());
-                    Outcome::Applied
-                }
-                None => Outcome::Duplicate,
+            Event::IncidentClosed(c) => Ok(if self.close_incident(&c.id) {
+                Outcome::Applied
+            } else {
+                Outcome::Duplicate
             }),
+        }
+    }
+
+    /// Closes an incident; false if there is none of that id.
+    fn close_incident(&mut self, id: &str) -> bool {
+        match self.incidents.remove(id) {
+            Some((slot, _, old)) => {
+                self.recover(slot, (&old.cells, Some(old.contribution())), (&[], None));
+                self.areas.remove(&format!("incident:{id}"));
+                self.pending.incidents.insert(id.to_owned());
+                true
+            }
+            None => false,
         }
     }
 
@@ -867,6 +879,7 @@ fn new_unit(type_id: NameId) -> Unit {
         shown: None,
         fixes: SmallVec::new(),
         conflict: false,
+        ttl_ms: None,
     }
 }
 
@@ -984,6 +997,7 @@ impl Picture {
             u.heading = p.heading;
             u.speed = p.speed;
             u.source = p.source.as_ref().map(|_| source.clone());
+            u.ttl_ms = p.ttl_ms;
         }
         u.cell = Some(cell);
         // Sources that disagree beyond their accuracies (with hysteresis:
@@ -1095,6 +1109,7 @@ impl Picture {
                 && v.severity == i.severity
                 && v.geometry == i.geometry
                 && v.title == i.title
+                && v.expires_ms == i.expires_ms
             {
                 return Ok(Outcome::Duplicate);
             }
@@ -1139,6 +1154,7 @@ impl Picture {
                     title: i.title.clone(),
                     geometry: i.geometry.clone(),
                     ts_ms: i.ts_ms,
+                    expires_ms: i.expires_ms,
                 },
                 cells: cells.clone(),
             },
@@ -1266,7 +1282,6 @@ impl Picture {
             return;
         }
         self.last_scan_ms = Some(now_ms);
-        let unit_ttl = self.config.unit_ttl_ms;
         let expired = |ts: Option<EpochMs>| {
             ts.is_some_and(|t| now_ms.saturating_sub(t) > self.config.retention_ms)
         };
@@ -1278,7 +1293,7 @@ impl Picture {
                 continue;
             }
             let now = (
-                Freshness::classify(u.newest_ms(), unit_ttl, now_ms),
+                Freshness::classify(u.newest_ms(), self.unit_ttl(u), now_ms),
                 self.is_silent(u, now_ms),
             );
             if u.shown == Some(now) {
@@ -1331,6 +1346,16 @@ impl Picture {
         }
         for (kind, id) in remove {
             let _ = self.remove(kind, &id);
+        }
+        let mut ended: Vec<String> = self
+            .incidents
+            .iter()
+            .filter(|(_, _, i)| i.view.expires_ms.is_some_and(|t| t <= now_ms))
+            .map(|(_, id, _)| id.to_string())
+            .collect();
+        ended.sort_unstable();
+        for id in ended {
+            self.close_incident(&id);
         }
     }
 
@@ -1424,6 +1449,11 @@ impl Picture {
     }
 
     /// In a status that expects reports, and silent for too long.
+    /// A unit's time-to-live: its newest fix's own, else the configured.
+    fn unit_ttl(&self, u: &Unit) -> i64 {
+        u.ttl_ms.unwrap_or(self.config.unit_ttl_ms)
+    }
+
     fn is_silent(&self, u: &Unit, now_ms: EpochMs) -> bool {
         u.status
             .is_some_and(|s| self.config.status_table.get(s).expects_reports)
@@ -1451,8 +1481,7 @@ impl Picture {
             status_ts_ms: u.status_ts_ms,
             status_class: u.class,
             ts_ms: u.newest_ms(),
-            freshness: now_ms
-                .map(|now| Freshness::classify(u.newest_ms(), self.config.unit_ttl_ms, now)),
+            freshness: now_ms.map(|now| Freshness::classify(u.newest_ms(), self.unit_ttl(u), now)),
             silent: now_ms.map(|now| self.is_silent(u, now)),
             status_age_ms: now_ms.zip(u.status_ts_ms).map(|(now, t)| now - t),
             sources: Self::source_views(u),

@@ -51,6 +51,7 @@ fn pos(id: &str, ts_ms: EpochMs, (lat, lon): (f64, f64)) -> Envelope {
         speed: None,
         accuracy: None,
         source: None,
+        ttl_ms: None,
     }))
 }
 
@@ -255,6 +256,7 @@ fn the_digest_depends_on_events_not_on_ticks_or_the_clock() {
             severity: 3,
             geometry: serde_json::json!({"type":"Point","coordinates":[10.0,53.5]}),
             title: None,
+            expires_ms: None,
         })),
     ];
     let mut a = Picture::new(PictureConfig::default());
@@ -427,6 +429,7 @@ fn incident(id: &str, ts_ms: EpochMs, severity: u8, geometry: serde_json::Value)
         severity,
         geometry,
         title: Some("Deichsicherung".into()),
+        expires_ms: None,
     }))
 }
 
@@ -733,6 +736,7 @@ fn fix(id: &str, ts_ms: EpochMs, (lat, lon): (f64, f64), source: &str, accuracy:
         speed: None,
         accuracy: Some(accuracy),
         source: Some(source.into()),
+        ttl_ms: None,
     }))
 }
 
@@ -1032,4 +1036,43 @@ mod arrival_order {
             prop_assert_eq!(a.sources, b.sources);
         }
     }
+}
+
+#[test]
+fn an_incident_with_an_expiry_closes_itself_then() {
+    let mut p = Picture::new(PictureConfig::default());
+    let Event::Incident(mut i) = incident("cap-1", T0, 3, dike_area()).event else {
+        unreachable!("an incident")
+    };
+    i.expires_ms = Some(T0 + 60_000);
+    p.apply(&env(Event::Incident(i)), T0).expect("covered");
+    let d = p.flush(T0).expect("opened");
+    assert_eq!(d.incidents[0].expires_ms, Some(T0 + 60_000));
+    assert!(p.flush(T0 + 59_000).is_none(), "still in force");
+    let d = p.flush(T0 + 60_000).expect("expired");
+    assert_eq!(d.incidents_removed, ["cap-1"]);
+    assert!(p.cells.len() == 0, "its cells went with it");
+}
+
+#[test]
+fn a_fix_with_its_own_time_to_live_ages_by_it() {
+    let mut p = Picture::new(PictureConfig::default());
+    let Event::UnitPos(mut fix) = pos("u1", T0, WILHELMSBURG).event else {
+        unreachable!("a position")
+    };
+    fix.ttl_ms = Some(20_000);
+    p.apply(&env(Event::UnitPos(fix)), T0).expect("ok");
+    let d = p.flush(T0).expect("new");
+    assert_eq!(d.units[0].freshness, Some(Freshness::Fresh));
+    // The configured 5 minutes would still call it fresh.
+    let d = p.flush(T0 + 30_000).expect("aging");
+    assert_eq!(d.units[0].freshness, Some(Freshness::Aging));
+    // A later fix without one falls back to the configured TTL.
+    p.apply(&pos("u1", T0 + 31_000, WILHELMSBURG), T0 + 31_000)
+        .expect("ok");
+    p.flush(T0 + 31_000);
+    assert!(
+        p.flush(T0 + 92_000).is_none(),
+        "fresh for the configured 5 minutes"
+    );
 }

@@ -93,6 +93,21 @@ pub struct SensorObs {
     pub quality: Option<f64>,
 }
 
+impl SensorObs {
+    /// A plain value at a time: no position, sequence number or quality.
+    pub fn value(id: String, ts_ms: EpochMs, value: f64) -> SensorObs {
+        SensorObs {
+            id,
+            ts_ms,
+            value,
+            lat: None,
+            lon: None,
+            seq: None,
+            quality: None,
+        }
+    }
+}
+
 /// Unit description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitMeta {
@@ -127,6 +142,10 @@ pub struct UnitPos {
     pub accuracy: Option<f64>,
     /// Which feed reported it (radio, tracker, …).
     pub source: Option<String>,
+    /// How long this fix stays fresh, if the source says (CoT's `stale`);
+    /// otherwise the configured unit time-to-live applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<i64>,
 }
 
 /// Unit radio status.
@@ -158,6 +177,10 @@ pub struct IncidentUpsert {
     pub geometry: serde_json::Value,
     /// Free-text title.
     pub title: Option<String>,
+    /// When the incident ends by itself (a CAP alert's `expires`): the
+    /// picture closes it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<EpochMs>,
 }
 
 /// Incident closed.

@@ -233,6 +233,9 @@ pub struct IncidentView {
     pub geometry: serde_json::Value,
     /// Event time of the last update.
     pub ts_ms: EpochMs,
+    /// When it ends by itself (then it is closed), if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<EpochMs>,
 }
 
 /// An alert.

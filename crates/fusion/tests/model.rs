@@ -189,6 +189,7 @@ fn unit_pos() -> impl Strategy<Value = Event> {
             speed: None,
             accuracy: None,
             source: None,
+            ttl_ms: None,
         })
     })
 }
@@ -938,6 +939,7 @@ fn the_model_check_covers_the_time_rules() {
             speed: None,
             accuracy: None,
             source: None,
+            ttl_ms: None,
         }))
     };
     let sequence = vec![

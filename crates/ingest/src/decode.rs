@@ -1,53 +1,135 @@
-//! Decoding and validation of native payloads into fusion events.
+//! Decoding and validation of payloads into fusion events: the native
+//! contract here, the foreign formats in their own modules, chosen by the
+//! configured topic patterns.
 //!
 //! Everything a sensor can get wrong is caught here, at the boundary, with a
 //! reason: size, topic, ids, JSON shape, timestamps, ranges, geometry. What
 //! passes is safe for the engine to index.
+
+use std::sync::Arc;
 
 use fusion::{
     Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
     UnitStatus,
 };
 use serde::de::DeserializeOwned;
+use smallvec::SmallVec;
 
 use crate::error::DecodeError;
+use crate::formats::Formats;
+use crate::route::{Captures, Format};
 use crate::topic::{self, Route};
 use crate::wire::{
     IncidentMsg, MAX_PAYLOAD_BYTES, SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg,
     UnitStatusMsg, WireTime,
 };
+use crate::{cap, cot, senml, sensorthings};
 
 /// Longest free-text field (names, call signs, keywords, titles), in bytes.
-const MAX_TEXT_BYTES: usize = 256;
+pub(crate) const MAX_TEXT_BYTES: usize = 256;
 /// Most positions in one incident geometry.
-const MAX_GEOMETRY_POSITIONS: usize = 10_000;
+pub(crate) const MAX_GEOMETRY_POSITIONS: usize = 10_000;
 
-/// Decodes native-contract messages.
+/// The events of one message: one for the native contract, several for a
+/// SenML pack or a CoT event (description and position).
+pub type Decoded = SmallVec<[Envelope; 1]>;
+
+/// Decodes messages of the native contract and of the configured foreign
+/// formats.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     /// How far ahead of the server clock an event time may be.
     pub future_tolerance_ms: i64,
+    /// Foreign formats: topic patterns and mapping tables.
+    pub formats: Arc<Formats>,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
         Self {
             future_tolerance_ms: 30_000,
+            formats: Arc::new(Formats::default()),
         }
     }
 }
 
+/// What a foreign-format decoder gets besides the payload.
+pub(crate) struct Ctx<'a> {
+    pub decoder: &'a Decoder,
+    pub space: &'a str,
+    pub received_ms: i64,
+    pub captures: &'a Captures<'a>,
+}
+
+impl Ctx<'_> {
+    /// Checks an event time against the future tolerance.
+    pub fn time(&self, ts_ms: i64) -> Result<i64, DecodeError> {
+        self.decoder.check_time(ts_ms, self.received_ms)
+    }
+
+    /// The formats config.
+    pub fn formats(&self) -> &Formats {
+        &self.decoder.formats
+    }
+}
+
 impl Decoder {
+    /// The space a refused message's dead letter goes to: the one its topic
+    /// names, else the formats' default space.
+    pub fn space_of<'a>(&'a self, topic: &'a str) -> &'a str {
+        topic::space_of(topic).unwrap_or(&self.formats.default_space)
+    }
+
     /// Decodes one MQTT message received at `received_ms`.
     pub fn decode(
         &self,
         topic: &str,
         payload: &[u8],
         received_ms: i64,
-    ) -> Result<Envelope, DecodeError> {
+    ) -> Result<Decoded, DecodeError> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(DecodeError::TooLarge(payload.len()));
         }
+        for (format, pattern) in &self.formats.routes {
+            let Some(captures) = pattern.matches(topic) else {
+                continue;
+            };
+            let space = match captures.get("space") {
+                Some(s) if topic::valid_space(s) => s,
+                Some(s) => return Err(DecodeError::Space(s.chars().take(40).collect())),
+                None => self.formats.default_space.as_str(),
+            };
+            let ctx = Ctx {
+                decoder: self,
+                space,
+                received_ms,
+                captures: &captures,
+            };
+            let events = match format {
+                Format::Senml => senml::decode(&ctx, payload)?,
+                Format::Cot => cot::decode(&ctx, payload)?,
+                Format::Cap => cap::decode(&ctx, payload)?,
+                Format::Sensorthings => sensorthings::decode(&ctx, payload)?,
+            };
+            return Ok(events
+                .into_iter()
+                .map(|event| Envelope {
+                    space: space.to_owned(),
+                    received_ms,
+                    event,
+                })
+                .collect());
+        }
+        self.decode_native(topic, payload, received_ms)
+            .map(|e| SmallVec::from_buf([e]))
+    }
+
+    fn decode_native(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_ms: i64,
+    ) -> Result<Envelope, DecodeError> {
         let t = topic::parse(topic)?;
         let time = |w: &WireTime| self.time(w, received_ms);
         let event = match t.route {
@@ -128,6 +210,7 @@ impl Decoder {
                     speed: p.speed,
                     accuracy: p.accuracy,
                     source: p.source.map(|s| text("source", s)).transpose()?,
+                    ttl_ms: None,
                 })
             }
             Route::UnitStatus(id) => {
@@ -158,6 +241,11 @@ impl Decoder {
                     severity: i.severity,
                     geometry: i.geometry,
                     title: i.title.map(|t| text("title", t)).transpose()?,
+                    expires_ms: i
+                        .expires
+                        .as_ref()
+                        .map(|e| e.to_epoch_ms().map_err(DecodeError::Timestamp))
+                        .transpose()?,
                 })
             }
         };
@@ -170,6 +258,10 @@ impl Decoder {
 
     fn time(&self, w: &WireTime, received_ms: i64) -> Result<i64, DecodeError> {
         let ts = w.to_epoch_ms().map_err(DecodeError::Timestamp)?;
+        self.check_time(ts, received_ms)
+    }
+
+    fn check_time(&self, ts: i64, received_ms: i64) -> Result<i64, DecodeError> {
         let ahead_ms = ts.saturating_sub(received_ms);
         if ahead_ms > self.future_tolerance_ms {
             return Err(DecodeError::Future {
@@ -181,15 +273,15 @@ impl Decoder {
     }
 }
 
-fn json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
+pub(crate) fn json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, DecodeError> {
     serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))
 }
 
-fn range(field: &'static str, value: String) -> DecodeError {
+pub(crate) fn range(field: &'static str, value: String) -> DecodeError {
     DecodeError::Range { field, value }
 }
 
-fn finite(field: &'static str, v: f64) -> Result<(), DecodeError> {
+pub(crate) fn finite(field: &'static str, v: f64) -> Result<(), DecodeError> {
     if v.is_finite() {
         Ok(())
     } else {
@@ -197,7 +289,7 @@ fn finite(field: &'static str, v: f64) -> Result<(), DecodeError> {
     }
 }
 
-fn text(field: &'static str, s: String) -> Result<String, DecodeError> {
+pub(crate) fn text(field: &'static str, s: String) -> Result<String, DecodeError> {
     if s.is_empty() || s.len() > MAX_TEXT_BYTES || s.chars().any(char::is_control) {
         return Err(range(
             field,
@@ -207,7 +299,7 @@ fn text(field: &'static str, s: String) -> Result<String, DecodeError> {
     Ok(s)
 }
 
-fn check_lat_lon(lat: f64, lon: f64) -> Result<(), DecodeError> {
+pub(crate) fn check_lat_lon(lat: f64, lon: f64) -> Result<(), DecodeError> {
     if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
         return Err(range("lat", lat.to_string()));
     }
@@ -220,7 +312,7 @@ fn check_lat_lon(lat: f64, lon: f64) -> Result<(), DecodeError> {
 /// Checks a GeoJSON geometry (RFC 7946 §3.1): a supported type with
 /// coordinates nested to the right depth, positions in WGS 84 range, line
 /// strings of two or more positions, closed linear rings of four or more.
-fn check_geometry(g: &serde_json::Value) -> Result<(), DecodeError> {
+pub(crate) fn check_geometry(g: &serde_json::Value) -> Result<(), DecodeError> {
     let bad = |why: String| DecodeError::Geometry(why);
     let kind = g
         .get("type")
@@ -317,7 +409,9 @@ mod tests {
     const NOW: i64 = 1_795_000_000_000;
 
     fn dec(topic: &str, payload: &str) -> Result<Envelope, DecodeError> {
-        Decoder::default().decode(topic, payload.as_bytes(), NOW)
+        let mut events = Decoder::default().decode(topic, payload.as_bytes(), NOW)?;
+        assert_eq!(events.len(), 1, "one native message, one event");
+        Ok(events.remove(0))
     }
 
     #[test]

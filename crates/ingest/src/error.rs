@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::route::Format;
+
 /// Why an incoming message was refused. Refused messages change nothing;
 /// each is counted by [`DecodeError::reason`] and dead-lettered.
 #[derive(Debug, Error, PartialEq)]
@@ -49,6 +51,26 @@ pub enum DecodeError {
     /// Published on our own output topic.
     #[error("dead-letter topic is output only")]
     OwnOutput,
+    /// A foreign-format payload that is not valid in its format.
+    #[error("invalid {format} payload: {why}")]
+    Malformed {
+        /// The format the topic pattern selected.
+        format: Format,
+        /// What is wrong.
+        why: String,
+    },
+    /// A SensorThings Datastream the config does not describe.
+    #[error(
+        "SensorThings Datastream {0:?} is not configured: add it to [[formats.datastreams]] with its sensor id, kind and unit"
+    )]
+    UnknownDatastream(String),
+    /// A CAP exercise on the live space.
+    #[error("CAP alert with status Exercise on the live space: exercises belong in a drill space")]
+    ExerciseInLive,
+    /// Understood, and deliberately not used: not an error, not
+    /// dead-lettered, counted as ignored with this reason.
+    #[error("ignored: {0}")]
+    Ignored(&'static str),
 }
 
 impl DecodeError {
@@ -65,6 +87,15 @@ impl DecodeError {
             DecodeError::Range { .. } => "out_of_range",
             DecodeError::Geometry(_) => "bad_geometry",
             DecodeError::OwnOutput => "own_output",
+            DecodeError::Malformed { format, .. } => match format {
+                Format::Senml => "bad_senml",
+                Format::Cot => "bad_cot",
+                Format::Cap => "bad_cap",
+                Format::Sensorthings => "bad_sensorthings",
+            },
+            DecodeError::UnknownDatastream(_) => "unknown_datastream",
+            DecodeError::ExerciseInLive => "exercise_in_live",
+            DecodeError::Ignored(reason) => reason,
         }
     }
 }

@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::decode::Decoder;
 use crate::error::DecodeError;
-use crate::topic;
-use crate::wire::{DeadLetterMsg, LIVE_SPACE, MAX_PAYLOAD_BYTES, WireTime, dead_letter_topic};
+use crate::route::minimal_filters;
+use crate::wire::{DeadLetterMsg, MAX_PAYLOAD_BYTES, WireTime, dead_letter_topic};
 
 /// Default subscription: the whole native contract, every space.
 pub const NATIVE_FILTER: &str = "rm/v1/#";
@@ -76,19 +76,27 @@ fn redact(url: &str) -> String {
 pub struct IngestConfig {
     /// Topic filters to subscribe to.
     pub filters: Vec<String>,
-    /// Space for dead letters whose topic names no valid space.
-    pub default_space: String,
     /// The decoder.
     pub decoder: Decoder,
 }
 
+impl IngestConfig {
+    /// Subscribes to the native contract and to every topic pattern of the
+    /// decoder's formats (filters another one covers are left out, so no
+    /// message arrives twice).
+    pub fn new(decoder: Decoder) -> IngestConfig {
+        let mut filters = vec![NATIVE_FILTER.to_owned()];
+        filters.extend(decoder.formats.filters());
+        IngestConfig {
+            filters: minimal_filters(&filters),
+            decoder,
+        }
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self {
-            filters: vec![NATIVE_FILTER.to_owned()],
-            default_space: LIVE_SPACE.to_owned(),
-            decoder: Decoder::default(),
-        }
+        IngestConfig::new(Decoder::default())
     }
 }
 
@@ -143,7 +151,9 @@ pub async fn run(
     opts.set_manual_acks(true);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let mut backoff = BACKOFF_MIN;
-    let mut backlog: VecDeque<(Envelope, Publish)> = VecDeque::new();
+    // Each event with the message to acknowledge once it is with fusion
+    // (the last event of a message carries it).
+    let mut backlog: VecDeque<(Envelope, Option<Publish>)> = VecDeque::new();
     tokio::pin!(shutdown);
     loop {
         let polled = tokio::select! {
@@ -152,7 +162,9 @@ pub async fn run(
                 let Ok(permit) = permit else { break };
                 if let Some((env, p)) = backlog.pop_front() {
                     permit.send(env);
-                    ack(&client, &p);
+                    if let Some(p) = p {
+                        ack(&client, &p);
+                    }
                 }
                 metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
                 continue;
@@ -213,34 +225,52 @@ fn ack(client: &AsyncClient, p: &Publish) {
     }
 }
 
-/// Handles one message without waiting: its event goes to fusion now, or
+/// Handles one message without waiting: its events go to fusion now, or
 /// behind the backlog when fusion is behind. False when fusion has gone
 /// away.
 fn handle(
     client: &AsyncClient,
     config: &IngestConfig,
     events: &mpsc::Sender<Envelope>,
-    backlog: &mut VecDeque<(Envelope, Publish)>,
+    backlog: &mut VecDeque<(Envelope, Option<Publish>)>,
     p: Publish,
 ) -> bool {
     let received_ms = now_ms();
     metrics::counter!("rm_ingest_messages_total").increment(1);
     match config.decoder.decode(&p.topic, &p.payload, received_ms) {
-        Ok(env) => {
+        Ok(decoded) => {
             metrics::counter!("rm_ingest_accepted_total").increment(1);
-            if !backlog.is_empty() {
-                backlog.push_back((env, p));
-            } else {
+            let mut decoded = decoded.into_iter().peekable();
+            let mut p = Some(p);
+            while let Some(env) = decoded.next() {
+                // The message is acknowledged with its last event.
+                let last = decoded.peek().is_none();
+                if !backlog.is_empty() {
+                    backlog.push_back((env, if last { p.take() } else { None }));
+                    continue;
+                }
                 match events.try_send(env) {
-                    Ok(()) => ack(client, &p),
-                    Err(mpsc::error::TrySendError::Full(env)) => backlog.push_back((env, p)),
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(env)) => {
+                        backlog.push_back((env, if last { p.take() } else { None }));
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
+            }
+            // All sent (or nothing to send): acknowledge now.
+            if let Some(p) = p {
+                ack(client, &p);
             }
             metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
             true
         }
         Err(DecodeError::OwnOutput) => {
+            ack(client, &p);
+            true
+        }
+        Err(DecodeError::Ignored(reason)) => {
+            metrics::counter!("rm_ingest_ignored_total", "reason" => reason).increment(1);
+            debug!(topic = %p.topic, %reason, "ignored message");
             ack(client, &p);
             true
         }
@@ -263,7 +293,7 @@ pub fn refuse(
     let reason = error.reason();
     metrics::counter!("rm_ingest_refused_total", "reason" => reason).increment(1);
     debug!(%topic, %reason, %error, "refused message");
-    let space = topic::space_of(topic).unwrap_or(&config.default_space);
+    let space = config.decoder.space_of(topic);
     let letter = DeadLetterMsg {
         topic: topic.chars().take(MAX_PAYLOAD_BYTES / 16).collect(),
         error: error.to_string(),

@@ -199,6 +199,10 @@ pub struct IncidentMsg {
     /// Title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// When the incident ends by itself, if it does (the picture closes it
+    /// then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<WireTime>,
 }
 
 /// `rm/v1/{space}/dead-letter`, published by ingest.

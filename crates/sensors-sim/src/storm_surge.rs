@@ -826,6 +826,7 @@ impl StormSurge {
                         severity,
                         geometry: json!({ "type": "Polygon", "coordinates": [inc.def.ring] }),
                         title: Some(inc.def.title.to_owned()),
+                        expires: None,
                     };
                     out.extend(Msg::json(topic, &msg, true));
                 }
