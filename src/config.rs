@@ -81,6 +81,11 @@ pub struct MqttConfig {
     pub queue: usize,
     /// How far in the future an event time may be, milliseconds.
     pub future_tolerance_ms: i64,
+    /// MQTT protocol version of the ingest session: 4 (3.1.1) or 5.
+    pub version: u8,
+    /// MQTT 5 shared-subscription group: several servers with the same
+    /// group share the messages (each message goes to one of them).
+    pub share_group: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -91,6 +96,8 @@ impl Default for MqttConfig {
             client_id: "rescuemate-ingest".into(),
             queue: 10_000,
             future_tolerance_ms: 30_000,
+            version: 4,
+            share_group: None,
         }
     }
 }
@@ -155,6 +162,17 @@ impl Config {
             bail!("mqtt.queue must be at least 1");
         }
         config.formats()?;
+        if !matches!(config.mqtt.version, 4 | 5) {
+            bail!("mqtt.version must be 4 (MQTT 3.1.1) or 5");
+        }
+        if let Some(g) = &config.mqtt.share_group {
+            if config.mqtt.version != 5 {
+                bail!("mqtt.share_group needs mqtt.version = 5");
+            }
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                bail!("mqtt.share_group {g:?}: a non-empty name without '/', '+' or '#'");
+            }
+        }
         Ok(config)
     }
 

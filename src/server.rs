@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use ingest::mqtt::Session;
 use ingest::{EmbeddedBroker, IngestConfig, LinkStatus};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
@@ -108,12 +109,17 @@ pub async fn start(
     let driver_task = tokio::spawn(driver.run(event_rx, request_rx, stopped(shutdown.clone())));
 
     let link = Arc::new(LinkStatus::default());
-    let ingest_config = IngestConfig::new(ingest::Decoder {
+    let mut ingest_config = IngestConfig::new(ingest::Decoder {
         future_tolerance_ms: config.mqtt.future_tolerance_ms,
         formats: Arc::new(config.formats()?),
     });
+    ingest_config.share_group = config.mqtt.share_group.clone();
+    let session: Session = match config.mqtt.version {
+        5 => ingest::mqtt::mqtt5_options(&url, &config.mqtt.client_id)?.into(),
+        _ => opts.into(),
+    };
     let ingest_task = tokio::spawn(ingest::mqtt::run(
-        opts,
+        session,
         ingest_config,
         event_tx,
         link.clone(),

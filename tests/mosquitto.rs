@@ -4,61 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-
-struct Mosquitto {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn mosquitto_binary() -> Option<&'static str> {
-    [
-        "/usr/sbin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-}
-
-fn start_mosquitto(bin: &str, port: u16) -> Mosquitto {
-    let dir = std::env::temp_dir().join(format!("rm-mosquitto-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("write config");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not listen within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Mosquitto { child, dir }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_works_against_mosquitto() {
@@ -67,7 +16,7 @@ async fn the_pipeline_works_against_mosquitto() {
         return;
     };
     let port = free_port();
-    let _broker = start_mosquitto(bin, port);
+    let _broker = Mosquitto::start(bin, port, Persistence::Off);
     let (mqtt, _) = mqtt_client(port, "mosq-publisher").await;
     // Retained before the server exists: it must still learn of the gauge.
     let meta =

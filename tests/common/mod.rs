@@ -8,8 +8,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -48,6 +51,8 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub child: Child,
     pub lines: std_mpsc::Receiver<String>,
+    /// Its log (stderr) lines, when started with [`Proc::rescuemate_logged`].
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Proc {
@@ -60,11 +65,27 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `rescuemate` with `args`; stdout lines arrive on `lines`.
     pub fn rescuemate(args: &[&str]) -> Proc {
+        Self::spawn(args, "warn,rumqttd=off", false)
+    }
+
+    /// Like [`Proc::rescuemate`] with the log at `rust_log` (e.g.
+    /// `info,rumqttd=off`), kept in `log` for the test to read and shown
+    /// with the test's output.
+    pub fn rescuemate_logged(args: &[&str], rust_log: &str) -> Proc {
+        Self::spawn(args, rust_log, true)
+    }
+
+    fn spawn(args: &[&str], rust_log: &str, keep_log: bool) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
             .args(args)
-            .env("RUST_LOG", "warn,rumqttd=off")
+            .env("RUST_LOG", rust_log)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep_log {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("start rescuemate");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -76,7 +97,34 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            let pid = child.id();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[rescuemate {pid}] {line}");
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        Proc { child, lines, log }
+    }
+
+    /// The log lines so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `KILL`, …).
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.id(), name);
     }
 
     /// Waits for a stdout line containing `http://` and returns the address.
@@ -286,4 +334,278 @@ pub fn have(cmd: &str, arg: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
+}
+
+/// Sends a signal by name (`STOP`, `CONT`, `KILL`, …) to a process.
+pub fn send_signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{name} {pid} failed");
+}
+
+/// Starts `rescuemate serve` against an external broker (`mqtt://…`), its
+/// log kept at info level, and waits until it is healthy.
+pub fn start_server_with_broker(url: &str) -> (Proc, SocketAddr) {
+    let proc = Proc::rescuemate_logged(
+        &["serve", "--mqtt", url, "--http", "127.0.0.1:0"],
+        "info,rumqttd=off",
+    );
+    let addr = proc.http_addr();
+    wait_healthy(addr);
+    (proc, addr)
+}
+
+/// The sum of a metric's samples in `/metrics` whose labels contain every
+/// one of `labels` (e.g. `outcome="applied"`); None when the server has not
+/// reported it (yet) or does not answer.
+pub fn metric(addr: SocketAddr, name: &str, labels: &[&str]) -> Option<f64> {
+    let (status, text) = http_get(addr, "/metrics");
+    if status != 200 {
+        return None;
+    }
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let (label_part, value) = match rest.rsplit_once(' ') {
+            Some(split) => split,
+            None => continue,
+        };
+        if labels.iter().all(|l| label_part.contains(l)) {
+            let v: f64 = value.parse().expect("a metric value is a number");
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+/// Polls `check` every 50 ms until it gives a value; fails the test after
+/// `timeout`, naming `what`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The REST snapshot of a space at resolution 10, the whole world.
+pub fn snapshot(addr: SocketAddr, space: &str) -> Option<Value> {
+    let (status, body) = http_get(addr, &format!("/api/v1/{space}/snapshot?res=10"));
+    if status != 200 {
+        return None;
+    }
+    Some(serde_json::from_str(&body).expect("snapshot is JSON"))
+}
+
+/// The entry of `id` in a snapshot's or delta's `sensors`.
+pub fn sensor_of<'a>(snap: &'a Value, id: &str) -> Option<&'a Value> {
+    snap["sensors"].as_array()?.iter().find(|s| s["id"] == id)
+}
+
+/// An MQTT publisher whose event loop is polled in the background (it
+/// reconnects on its own); counts what the broker answered.
+pub struct Publisher {
+    pub client: AsyncClient,
+    /// Connections the broker accepted.
+    pub connacks: Arc<AtomicU64>,
+    /// QoS 1 publishes the broker acknowledged.
+    pub pubacks: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    /// Connects (clean session) and waits until the broker accepted.
+    pub async fn connect(port: u16, id: &str) -> Publisher {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let connacks = Arc::new(AtomicU64::new(0));
+        let pubacks = Arc::new(AtomicU64::new(0));
+        let (c, p) = (connacks.clone(), pubacks.clone());
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        p.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        let publisher = Publisher {
+            client,
+            connacks,
+            pubacks,
+        };
+        publisher.wait_connects(1).await;
+        publisher
+    }
+
+    /// Waits until the broker accepted `n` connections in all.
+    pub async fn wait_connects(&self, n: u64) {
+        eventually(
+            &format!("publisher connection {n}"),
+            Duration::from_secs(30),
+            || (self.connacks.load(Ordering::Relaxed) >= n).then_some(()),
+        )
+        .await;
+    }
+
+    /// Waits until the broker acknowledged `n` publishes in all.
+    pub async fn wait_acked(&self, n: u64) {
+        eventually(
+            &format!("{n} publishes acknowledged"),
+            Duration::from_secs(30),
+            || (self.pubacks.load(Ordering::Relaxed) >= n).then_some(()),
+        )
+        .await;
+    }
+
+    /// Publishes QoS 1 (waits only while the client's request queue is full).
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>, retain: bool) {
+        publish(&self.client, topic, payload, retain).await;
+    }
+}
+
+/// Where Mosquitto is installed, if it is.
+pub fn mosquitto_binary() -> Option<&'static str> {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+}
+
+/// How a test's Mosquitto keeps its state on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing on disk.
+    Off,
+    /// On, with Mosquitto's default autosave (every 30 minutes and at a
+    /// clean shutdown): a `kill -9` loses what changed since.
+    Default,
+    /// On, saved after every change (`autosave_interval 1`,
+    /// `autosave_on_changes true`).
+    EveryChange,
+}
+
+/// A Mosquitto of the test's own on a free port, with its own config and
+/// persistence folder; killed (and its folder removed) when dropped.
+pub struct Mosquitto {
+    bin: &'static str,
+    pub port: u16,
+    pub dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on `port` and waits until it listens.
+    pub fn start(bin: &'static str, port: u16, persistence: Persistence) -> Mosquitto {
+        let dir = std::env::temp_dir().join(format!("rm-mosquitto-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // Started as root, Mosquitto runs as its own user: that user must be
+        // able to write its persistence and log files here.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .expect("open the temp dir to the broker's user");
+        }
+        let mut config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\n\
+             log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n\
+             log_type information\n",
+            log = dir.join("mosquitto.log").display()
+        );
+        match persistence {
+            Persistence::Off => config.push_str("persistence false\n"),
+            Persistence::Default | Persistence::EveryChange => {
+                config.push_str(&format!(
+                    "persistence true\npersistence_location {}/\n",
+                    dir.display()
+                ));
+                if persistence == Persistence::EveryChange {
+                    config.push_str("autosave_interval 1\nautosave_on_changes true\n");
+                }
+            }
+        }
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, config).expect("write config");
+        let mut broker = Mosquitto {
+            bin,
+            port,
+            dir,
+            conf,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts it (again) with the same config, port and folder; waits until
+    /// it listens.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "mosquitto is already running");
+        let child = Command::new(self.bin)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {} within 10 s:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, and waits until it is gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
 }

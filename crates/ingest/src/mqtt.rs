@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fusion::Envelope;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, v5};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -78,6 +78,9 @@ pub struct IngestConfig {
     pub filters: Vec<String>,
     /// The decoder.
     pub decoder: Decoder,
+    /// MQTT 5 shared-subscription group (`$share/<group>/…`): replicas in
+    /// one group share the messages, each delivered to one of them.
+    pub share_group: Option<String>,
 }
 
 impl IngestConfig {
@@ -90,6 +93,7 @@ impl IngestConfig {
         IngestConfig {
             filters: minimal_filters(&filters),
             decoder,
+            share_group: None,
         }
     }
 }
@@ -128,77 +132,283 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The protocol version of the ingest session, with its options.
+#[derive(Debug, Clone)]
+pub enum Session {
+    /// MQTT 3.1.1.
+    V311(MqttOptions),
+    /// MQTT 5.
+    V5(Box<v5::MqttOptions>),
+}
+
+impl From<MqttOptions> for Session {
+    fn from(o: MqttOptions) -> Session {
+        Session::V311(o)
+    }
+}
+
+impl From<v5::MqttOptions> for Session {
+    fn from(o: v5::MqttOptions) -> Session {
+        Session::V5(Box::new(o))
+    }
+}
+
+/// How long a broker keeps our MQTT 5 session (and queues QoS 1 messages
+/// for it) while we are away.
+const SESSION_EXPIRY_S: u32 = 7 * 24 * 3600;
+
+/// MQTT 5 options for `url`, like [`mqtt_options`].
+pub fn mqtt5_options(url: &str, client_id: &str) -> Result<v5::MqttOptions, MqttUrlError> {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let full = if url.contains("client_id=") {
+        url.to_owned()
+    } else {
+        format!("{url}{sep}client_id={client_id}")
+    };
+    let mut opts = v5::MqttOptions::parse_url(full).map_err(|e| MqttUrlError::Invalid {
+        url: redact(url),
+        reason: e.to_string(),
+    })?;
+    let max = u32::try_from(MAX_INCOMING_PACKET_BYTES).unwrap_or(u32::MAX);
+    opts.set_max_packet_size(Some(max));
+    opts.set_keep_alive(Duration::from_secs(15));
+    Ok(opts)
+}
+
+/// A received message of either protocol version.
+enum Msg {
+    V311(Publish),
+    V5(v5::mqttbytes::v5::Publish),
+}
+
+impl Msg {
+    fn topic(&self) -> &str {
+        match self {
+            Msg::V311(p) => &p.topic,
+            // A topic that is not UTF-8 matches no pattern: refused.
+            Msg::V5(p) => std::str::from_utf8(&p.topic).unwrap_or("\u{fffd}"),
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Msg::V311(p) => &p.payload,
+            Msg::V5(p) => &p.payload,
+        }
+    }
+}
+
+/// What the loop needs to know of an incoming packet.
+enum Incoming {
+    Connected { session_present: bool },
+    Subscribed { refused: usize },
+    Message(Msg),
+    Other,
+}
+
+/// The client side of either protocol version.
+enum Link {
+    V311(AsyncClient, rumqttc::EventLoop),
+    V5(v5::AsyncClient, Box<v5::EventLoop>),
+}
+
+impl Link {
+    fn new(session: Session) -> Link {
+        match session {
+            Session::V311(mut opts) => {
+                // A persistent session: QoS 1 messages published while we
+                // reconnect are kept by the broker for us.
+                opts.set_clean_session(false);
+                opts.set_manual_acks(true);
+                let (c, e) = AsyncClient::new(opts, 1024);
+                Link::V311(c, e)
+            }
+            Session::V5(mut opts) => {
+                opts.set_clean_start(false);
+                opts.set_session_expiry_interval(Some(SESSION_EXPIRY_S));
+                opts.set_manual_acks(true);
+                let (c, e) = v5::AsyncClient::new(*opts, 1024);
+                Link::V5(c, Box::new(e))
+            }
+        }
+    }
+
+    async fn poll(&mut self) -> Result<Incoming, String> {
+        use rumqttc::v5::mqttbytes::v5::{Packet as P5, SubscribeReasonCode};
+        match self {
+            Link::V311(_, e) => match e.poll().await.map_err(|e| e.to_string())? {
+                Event::Incoming(Packet::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                Event::Incoming(Packet::SubAck(a)) => Ok(Incoming::Subscribed {
+                    refused: a
+                        .return_codes
+                        .iter()
+                        .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        .count(),
+                }),
+                Event::Incoming(Packet::Publish(p)) => Ok(Incoming::Message(Msg::V311(p))),
+                _ => Ok(Incoming::Other),
+            },
+            Link::V5(_, e) => match e.poll().await.map_err(|e| e.to_string())? {
+                v5::Event::Incoming(P5::ConnAck(a)) => Ok(Incoming::Connected {
+                    session_present: a.session_present,
+                }),
+                v5::Event::Incoming(P5::SubAck(a)) => Ok(Incoming::Subscribed {
+                    refused: a
+                        .return_codes
+                        .iter()
+                        .filter(|c| !matches!(c, SubscribeReasonCode::Success(_)))
+                        .count(),
+                }),
+                v5::Event::Incoming(P5::Publish(p)) => Ok(Incoming::Message(Msg::V5(p))),
+                _ => Ok(Incoming::Other),
+            },
+        }
+    }
+
+    fn subscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Link::V311(c, _) => c
+                .try_subscribe(filter, QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+            Link::V5(c, _) => c
+                .try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Acknowledges a message to the broker. A failure (the request queue
+    /// is full, or the connection changed) only means the broker delivers
+    /// it again, and fusion drops the copy.
+    fn ack(&self, m: &Msg) {
+        let ok = match (self, m) {
+            (Link::V311(c, _), Msg::V311(p)) => c.try_ack(p).is_ok(),
+            (Link::V5(c, _), Msg::V5(p)) => c.try_ack(p).is_ok(),
+            _ => false,
+        };
+        if !ok {
+            metrics::counter!("rm_ingest_ack_failures_total").increment(1);
+        }
+    }
+
+    /// Publishes at most once without waiting; false if the request queue
+    /// is full.
+    fn publish_now(&self, topic: String, payload: Vec<u8>) -> bool {
+        match self {
+            Link::V311(c, _) => c
+                .try_publish(topic, QoS::AtMostOnce, false, payload)
+                .is_ok(),
+            Link::V5(c, _) => c
+                .try_publish(topic, v5::mqttbytes::QoS::AtMostOnce, false, payload)
+                .is_ok(),
+        }
+    }
+
+    fn disconnect(&self) {
+        let _ = match self {
+            Link::V311(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
+            Link::V5(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
+        };
+    }
+}
+
 /// Runs the ingest loop until `shutdown` resolves or fusion hangs up.
 ///
+/// The session is persistent (MQTT 3.1.1 `clean_session = false`, MQTT 5
+/// `clean_start = false` with a week's session expiry), and every
+/// subscription is QoS 1. On each connection the broker's
+/// `session_present` is checked: without a session (a new broker, or one
+/// that lost its state) the subscriptions are renewed, and what was
+/// published meanwhile may be gone — per-source `seq` gaps then show it.
+///
 /// Accepted events go to `events`, and a message is acknowledged to the
-/// broker only once fusion has its event (at least once, even if this
+/// broker only once fusion has its events (at least once, even if this
 /// process dies in between). When fusion falls behind, events wait in a
 /// bounded backlog ([`MAX_BACKLOG`], reported as `rm_ingest_backlog`)
 /// while the loop keeps talking to the broker (keep-alives, acks), and the
 /// broker holds the rest. Refused messages are counted per reason and
 /// published to the space's dead-letter topic.
 pub async fn run(
-    opts: MqttOptions,
+    session: impl Into<Session>,
     config: IngestConfig,
     events: mpsc::Sender<Envelope>,
     status: Arc<LinkStatus>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut opts = opts;
-    // A persistent session: QoS 1 messages published while we reconnect are
-    // kept by the broker for us.
-    opts.set_clean_session(false);
-    opts.set_manual_acks(true);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let mut link = Link::new(session.into());
     let mut backoff = BACKOFF_MIN;
+    let mut ever_subscribed = false;
     // Each event with the message to acknowledge once it is with fusion
     // (the last event of a message carries it).
-    let mut backlog: VecDeque<(Envelope, Option<Publish>)> = VecDeque::new();
+    let mut backlog: VecDeque<(Envelope, Option<Msg>)> = VecDeque::new();
     tokio::pin!(shutdown);
     loop {
         let polled = tokio::select! {
             () = &mut shutdown => break,
             permit = events.reserve(), if !backlog.is_empty() => {
                 let Ok(permit) = permit else { break };
-                if let Some((env, p)) = backlog.pop_front() {
+                if let Some((env, m)) = backlog.pop_front() {
                     permit.send(env);
-                    if let Some(p) = p {
-                        ack(&client, &p);
+                    if let Some(m) = m {
+                        link.ack(&m);
                     }
                 }
                 metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
                 continue;
             }
-            polled = eventloop.poll(), if backlog.len() < MAX_BACKLOG => polled,
+            polled = link.poll(), if backlog.len() < MAX_BACKLOG => polled,
         };
         match polled {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Incoming::Connected { session_present }) => {
                 backoff = BACKOFF_MIN;
                 status.connects.fetch_add(1, Ordering::Relaxed);
                 status.connected.store(true, Ordering::Relaxed);
                 metrics::gauge!("rm_mqtt_connected").set(1.0);
-                info!(
-                    session_present = ack.session_present,
-                    "connected to MQTT broker"
-                );
-                if ack.session_present && status.subscribed.load(Ordering::Relaxed) {
+                info!(session_present, "connected to MQTT broker");
+                if session_present && ever_subscribed {
+                    status.subscribed.store(true, Ordering::Relaxed);
                     continue;
                 }
+                // Packet ids of the old connection mean nothing to a new
+                // session: acknowledging them could confirm a different
+                // message. Their events still go to fusion.
+                for entry in &mut backlog {
+                    entry.1 = None;
+                }
+                if ever_subscribed {
+                    metrics::counter!("rm_mqtt_sessions_lost_total").increment(1);
+                    warn!(
+                        "the broker has no session for us: renewing subscriptions; messages published while we were away may be missing (seq gaps will show)"
+                    );
+                }
+                status.subscribed.store(false, Ordering::Relaxed);
                 for f in &config.filters {
-                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
-                        warn!(filter = %f, error = %e, "subscribe request failed");
+                    let filter = match &config.share_group {
+                        Some(g) => format!("$share/{g}/{f}"),
+                        None => f.clone(),
+                    };
+                    if let Err(e) = link.subscribe(&filter) {
+                        metrics::counter!("rm_mqtt_subscriptions_refused_total").increment(1);
+                        warn!(%filter, error = %e, "subscribe request failed");
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
+            Ok(Incoming::Subscribed { refused }) => {
+                if refused > 0 {
+                    metrics::counter!("rm_mqtt_subscriptions_refused_total")
+                        .increment(refused as u64);
+                    warn!(refused, "the broker refused a subscription");
+                }
+                ever_subscribed = true;
                 status.subscribed.store(true, Ordering::Relaxed);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if !handle(&client, &config, &events, &mut backlog, p) {
+            Ok(Incoming::Message(m)) => {
+                if !handle(&link, &config, &events, &mut backlog, m) {
                     break;
                 }
             }
-            Ok(_) => {}
+            Ok(Incoming::Other) => {}
             Err(e) => {
                 status.connected.store(false, Ordering::Relaxed);
                 metrics::gauge!("rm_mqtt_connected").set(0.0);
@@ -212,84 +422,69 @@ pub async fn run(
             }
         }
     }
-    let _ = client.try_disconnect();
+    link.disconnect();
     status.connected.store(false, Ordering::Relaxed);
-}
-
-/// Acknowledges a message to the broker. A failure (the request queue is
-/// full, or the connection changed) only means the broker delivers it
-/// again, and fusion drops the copy.
-fn ack(client: &AsyncClient, p: &Publish) {
-    if client.try_ack(p).is_err() {
-        metrics::counter!("rm_ingest_ack_failures_total").increment(1);
-    }
 }
 
 /// Handles one message without waiting: its events go to fusion now, or
 /// behind the backlog when fusion is behind. False when fusion has gone
 /// away.
 fn handle(
-    client: &AsyncClient,
+    link: &Link,
     config: &IngestConfig,
     events: &mpsc::Sender<Envelope>,
-    backlog: &mut VecDeque<(Envelope, Option<Publish>)>,
-    p: Publish,
+    backlog: &mut VecDeque<(Envelope, Option<Msg>)>,
+    m: Msg,
 ) -> bool {
     let received_ms = now_ms();
     metrics::counter!("rm_ingest_messages_total").increment(1);
-    match config.decoder.decode(&p.topic, &p.payload, received_ms) {
+    match config.decoder.decode(m.topic(), m.payload(), received_ms) {
         Ok(decoded) => {
             metrics::counter!("rm_ingest_accepted_total").increment(1);
             let mut decoded = decoded.into_iter().peekable();
-            let mut p = Some(p);
+            let mut m = Some(m);
             while let Some(env) = decoded.next() {
                 // The message is acknowledged with its last event.
                 let last = decoded.peek().is_none();
                 if !backlog.is_empty() {
-                    backlog.push_back((env, if last { p.take() } else { None }));
+                    backlog.push_back((env, if last { m.take() } else { None }));
                     continue;
                 }
                 match events.try_send(env) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(env)) => {
-                        backlog.push_back((env, if last { p.take() } else { None }));
+                        backlog.push_back((env, if last { m.take() } else { None }));
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
             // All sent (or nothing to send): acknowledge now.
-            if let Some(p) = p {
-                ack(client, &p);
+            if let Some(m) = m {
+                link.ack(&m);
             }
             metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
             true
         }
         Err(DecodeError::OwnOutput) => {
-            ack(client, &p);
+            link.ack(&m);
             true
         }
         Err(DecodeError::Ignored(reason)) => {
             metrics::counter!("rm_ingest_ignored_total", "reason" => reason).increment(1);
-            debug!(topic = %p.topic, %reason, "ignored message");
-            ack(client, &p);
+            debug!(topic = %m.topic(), %reason, "ignored message");
+            link.ack(&m);
             true
         }
         Err(e) => {
-            refuse(client, config, &p.topic, &e, received_ms);
-            ack(client, &p);
+            refuse(link, config, m.topic(), &e, received_ms);
+            link.ack(&m);
             true
         }
     }
 }
 
 /// Counts a refusal and publishes it on the dead-letter topic.
-pub fn refuse(
-    client: &AsyncClient,
-    config: &IngestConfig,
-    topic: &str,
-    error: &DecodeError,
-    received_ms: i64,
-) {
+fn refuse(link: &Link, config: &IngestConfig, topic: &str, error: &DecodeError, received_ms: i64) {
     let reason = error.reason();
     metrics::counter!("rm_ingest_refused_total", "reason" => reason).increment(1);
     debug!(%topic, %reason, %error, "refused message");
@@ -303,9 +498,10 @@ pub fn refuse(
         return;
     };
     // Never wait here: a full request queue must not stall ingest.
-    match client.try_publish(dead_letter_topic(space), QoS::AtMostOnce, false, payload) {
-        Ok(()) => metrics::counter!("rm_ingest_dead_letters_total").increment(1),
-        Err(_) => metrics::counter!("rm_ingest_dead_letters_dropped_total").increment(1),
+    if link.publish_now(dead_letter_topic(space), payload) {
+        metrics::counter!("rm_ingest_dead_letters_total").increment(1);
+    } else {
+        metrics::counter!("rm_ingest_dead_letters_dropped_total").increment(1);
     }
 }
 
