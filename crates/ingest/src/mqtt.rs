@@ -136,14 +136,14 @@ pub fn now_ms() -> i64 {
 #[derive(Debug, Clone)]
 pub enum Session {
     /// MQTT 3.1.1.
-    V311(MqttOptions),
+    V311(Box<MqttOptions>),
     /// MQTT 5.
     V5(Box<v5::MqttOptions>),
 }
 
 impl From<MqttOptions> for Session {
     fn from(o: MqttOptions) -> Session {
-        Session::V311(o)
+        Session::V311(Box::new(o))
     }
 }
 
@@ -199,6 +199,10 @@ impl Msg {
 }
 
 /// What the loop needs to know of an incoming packet.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once from the event loop to the handler; boxing would allocate per message"
+)]
 enum Incoming {
     Connected { session_present: bool },
     Subscribed { refused: usize },
@@ -207,6 +211,10 @@ enum Incoming {
 }
 
 /// The client side of either protocol version.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per ingest loop; the larger MQTT 5 event loop is boxed already"
+)]
 enum Link {
     V311(AsyncClient, rumqttc::EventLoop),
     V5(v5::AsyncClient, Box<v5::EventLoop>),
@@ -220,7 +228,7 @@ impl Link {
                 // reconnect are kept by the broker for us.
                 opts.set_clean_session(false);
                 opts.set_manual_acks(true);
-                let (c, e) = AsyncClient::new(opts, 1024);
+                let (c, e) = AsyncClient::new(*opts, 1024);
                 Link::V311(c, e)
             }
             Session::V5(mut opts) => {
