@@ -28,7 +28,8 @@
 //!   (its own id excepted), then the upsert of this alert under its own id;
 //!   an `Update` without `references` is taken as an `Alert`. `Cancel`: one
 //!   close per referenced alert, nothing else; a `Cancel` without
-//!   `references` is malformed. Repeated references close once.
+//!   `references` is malformed. Repeated references close once. An
+//!   `Alert`'s `references` only relate it to others and are not read.
 //! - The upsert is built from the first `<info>` block only (DWD sends the
 //!   same warning in German and English, German first); choosing an `info`
 //!   by `language` would be a possible extension. An alert without `info`
@@ -48,7 +49,7 @@
 //!   rounded to 1e-7°, a radius of 0 standing for 10 m. One ring gives a
 //!   GeoJSON `Polygon`, several a `MultiPolygon` of one ring each. Shapes
 //!   that cross the antimeridian or circles that reach a pole are refused,
-//!   and so are more than [`MAX_GEOMETRY_POSITIONS`] positions in all.
+//!   and so are more than `MAX_GEOMETRY_POSITIONS` (10 000) positions in all.
 //!   Areas described only by `geocode` (e.g. DWD warn-cell ids, official
 //!   municipality keys) cannot be located without a geocode table, which is
 //!   not supported: an alert with no polygon or circle at all is malformed.
@@ -122,11 +123,10 @@ pub(crate) fn decode(ctx: &Ctx<'_>, payload: &[u8]) -> Result<Vec<Event>, Decode
     }
     let sent_ms = ctx.time(parse_time("sent", &sent)?)?;
     let own_id = incident_id(&sender, &identifier);
-    let referenced = references(alert)?;
-
     let mut events = Vec::new();
     match msg_type.as_str() {
         "Cancel" => {
+            let referenced = references(alert)?;
             if referenced.is_empty() {
                 return Err(malformed(
                     "Cancel without <references>: no alert to cancel".into(),
@@ -135,6 +135,7 @@ pub(crate) fn decode(ctx: &Ctx<'_>, payload: &[u8]) -> Result<Vec<Event>, Decode
             events.extend(referenced.into_iter().map(closed));
         }
         "Update" => {
+            let referenced = references(alert)?;
             events.extend(
                 referenced
                     .into_iter()
@@ -143,6 +144,7 @@ pub(crate) fn decode(ctx: &Ctx<'_>, payload: &[u8]) -> Result<Vec<Event>, Decode
             );
             events.push(upsert(alert, own_id, sent_ms)?);
         }
+        // An Alert's references only relate it to others: not read.
         _ => events.push(upsert(alert, own_id, sent_ms)?),
     }
     Ok(events)
@@ -392,7 +394,7 @@ fn geometry(info: Node<'_, '_>) -> Result<Value, DecodeError> {
             ));
         }
         0 => {
-            return Err(malformed(
+            return Err(DecodeError::Unlocated(
                 "areas given by <geocode> only (e.g. warn-cell ids) are not supported: \
                  a <polygon> or <circle> is needed to locate the alert"
                     .into(),
@@ -722,6 +724,34 @@ mod tests {
             (i.id.as_str(), i.severity),
             ("mow.DE-HH-HH-W101-20261123-001", 4)
         );
+        // An update naming itself does not close itself; no references: an alert.
+        let xml = Alert {
+            msg_type: "Update",
+            references: Some("DE-HH-HH-W101,mow.DE-HH-HH-W101-20261123-000,x"),
+            ..Alert::default()
+        }
+        .xml();
+        one_upsert(&decode(&xml).expect("self-reference"));
+        let xml = Alert {
+            msg_type: "Update",
+            ..Alert::default()
+        }
+        .xml();
+        one_upsert(&decode(&xml).expect("update without references"));
+        // An Alert's references are not read, so bad ones do not matter.
+        let xml = Alert {
+            references: Some("see-earlier-warning"),
+            ..Alert::default()
+        }
+        .xml();
+        one_upsert(&decode(&xml).expect("alert with loose references"));
+        let xml = Alert {
+            msg_type: "Update",
+            references: Some("see-earlier-warning"),
+            ..Alert::default()
+        }
+        .xml();
+        assert_eq!(decode(&xml).expect_err("bad refs").reason(), "bad_cap");
     }
 
     #[test]
@@ -876,7 +906,7 @@ mod tests {
         }
         .xml();
         let err = decode(&xml).expect_err("geocode only");
-        assert_eq!(err.reason(), "bad_cap");
+        assert_eq!(err.reason(), "cap_geocode_only");
         assert!(err.to_string().contains("geocode"), "{err}");
         let with_area = info("Minor", "", "");
         let (start, end) = (

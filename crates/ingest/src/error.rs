@@ -64,6 +64,9 @@ pub enum DecodeError {
         "SensorThings Datastream {0:?} is not configured: add it to [[formats.datastreams]] with its sensor id, kind and unit"
     )]
     UnknownDatastream(String),
+    /// A CAP alert whose areas have no polygon or circle (geocodes only).
+    #[error("CAP alert cannot be located: {0}")]
+    Unlocated(String),
     /// A CAP exercise on the live space.
     #[error("CAP alert with status Exercise on the live space: exercises belong in a drill space")]
     ExerciseInLive,
@@ -95,6 +98,7 @@ impl DecodeError {
             },
             DecodeError::UnknownDatastream(_) => "unknown_datastream",
             DecodeError::ExerciseInLive => "exercise_in_live",
+            DecodeError::Unlocated(_) => "cap_geocode_only",
             DecodeError::Ignored(reason) => reason,
         }
     }
