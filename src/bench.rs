@@ -33,6 +33,9 @@ pub enum BenchCommand {
     /// Events per second through the fusion engine, the raw h3o + hash-map
     /// rate on the same points, and memory per active finest cell.
     Fusion(FusionArgs),
+    /// Messages per second our server accepts from Mosquitto, next to a
+    /// bare MQTT subscriber on the same broker (`ingest_ratio`).
+    Ingest(crate::bench_ingest::IngestArgs),
 }
 
 /// Options of `bench fusion`.
@@ -57,6 +60,7 @@ pub struct FusionArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Fusion(a) => fusion_bench(&a),
+        BenchCommand::Ingest(a) => crate::bench_ingest::ingest_bench(&a),
     }
 }
 

@@ -34,11 +34,38 @@ struct Space {
     handle: SpaceHandle,
 }
 
+/// Counters touched per event, looked up once.
+struct Counters {
+    applied: metrics::Counter,
+    duplicate: metrics::Counter,
+    outdated: metrics::Counter,
+    gaps: metrics::Counter,
+    missed: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        let events =
+            |label: &'static str| metrics::counter!("rm_fusion_events_total", "outcome" => label);
+        Counters {
+            applied: events("applied"),
+            duplicate: events("duplicate"),
+            outdated: events("outdated"),
+            gaps: metrics::counter!("rm_fusion_seq_gaps_total"),
+            missed: metrics::counter!("rm_fusion_seq_missed_total"),
+        }
+    }
+}
+
+/// Events taken from ingest's channel at a time.
+const BATCH: usize = 256;
+
 /// Owns every space's picture.
 pub struct Driver {
     config: DriverConfig,
     hub: Arc<Hub>,
     spaces: BTreeMap<String, Space>,
+    counters: Counters,
 }
 
 impl Driver {
@@ -48,6 +75,7 @@ impl Driver {
             config,
             hub,
             spaces: BTreeMap::new(),
+            counters: Counters::new(),
         };
         d.open(fusion::space::LIVE);
         d
@@ -78,22 +106,21 @@ impl Driver {
         space
     }
 
-    fn apply(&mut self, env: &Envelope) {
-        let now = now_ms();
+    fn apply(&mut self, env: &Envelope, now: i64) {
         let space = self.open(&env.space);
         match space.picture.apply(env, now) {
             Ok(outcome) => {
-                let label = match outcome {
-                    Outcome::Applied => "applied",
+                let c = &self.counters;
+                match outcome {
+                    Outcome::Applied => c.applied.increment(1),
                     Outcome::Gap(missed) => {
-                        metrics::counter!("rm_fusion_seq_gaps_total").increment(1);
-                        metrics::counter!("rm_fusion_seq_missed_total").increment(missed);
-                        "applied"
+                        c.gaps.increment(1);
+                        c.missed.increment(missed);
+                        c.applied.increment(1);
                     }
-                    Outcome::Duplicate => "duplicate",
-                    Outcome::Outdated => "outdated",
-                };
-                metrics::counter!("rm_fusion_events_total", "outcome" => label).increment(1);
+                    Outcome::Duplicate => c.duplicate.increment(1),
+                    Outcome::Outdated => c.outdated.increment(1),
+                }
             }
             Err(refusal) => {
                 metrics::counter!("rm_fusion_refused_total", "reason" => refusal.reason())
@@ -181,11 +208,20 @@ impl Driver {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = tick.tick() => self.tick(),
-                Some(env) = events.recv() => self.apply(&env),
+                n = events.recv_many(&mut batch, BATCH), if !events.is_closed() || !events.is_empty() => {
+                    if n == 0 {
+                        continue;
+                    }
+                    let now = now_ms();
+                    for env in batch.drain(..) {
+                        self.apply(&env, now);
+                    }
+                }
                 Some(req) = requests.recv() => self.request(req),
                 else => break,
             }

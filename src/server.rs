@@ -30,6 +30,8 @@ pub struct Running {
     pub http: SocketAddr,
     /// `mqtt://…` of the broker in use (credentials removed).
     pub broker_url: String,
+    /// The ingest session's state and counters.
+    pub link: Arc<LinkStatus>,
     /// Resolves when the server has stopped.
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -130,7 +132,7 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {http}"))?;
     let http = listener.local_addr()?;
-    let ready = link.clone();
+    let ready = Arc::clone(&link);
     let app = viewer::app(AppState {
         hub,
         metrics,
@@ -149,6 +151,7 @@ pub async fn start(
     Ok(Running {
         http,
         broker_url,
+        link,
         done,
     })
 }

@@ -406,6 +406,57 @@ async fn a_burst_beyond_the_queue_for_a_killed_server_shows_as_a_gap_after_its_r
     burst_beyond_the_queue(Outage::Killed).await;
 }
 
+/// A backlog far larger than the MQTT client's request queue (1,024), as a
+/// broker without a queue limit delivers it at once on reconnection: every
+/// message must be acknowledged in the end. (An acknowledgement refused by
+/// a full request queue used to be dropped; the broker then kept waiting
+/// for it and ingest stalled.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_clients_request_queue_drains_completely() {
+    const BACKLOG: u64 = 30_000;
+    let Some(bin) = mosquitto_or_skip() else {
+        return;
+    };
+    let broker = Mosquitto::start_with(
+        bin,
+        free_port(),
+        Persistence::Off,
+        "max_queued_messages 0\nmax_queued_bytes 0\n",
+    );
+    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mut gauge = Gauge::new("backlog-gauge");
+    // One observation a second of event time: start early enough that the
+    // last is not in the future.
+    gauge.t0 = now_ms() - 10 * 3_600_000;
+    let publisher = Publisher::connect(broker.port, "backlog-publisher").await;
+    gauge.publish_meta(&publisher).await;
+    let (mut server, addr) = start_server_with_broker(&url);
+    gauge.publish(&publisher, 1..=1, Duration::ZERO).await;
+    gauge.wait_shown(addr, 1).await;
+    server.child.kill().expect("kill -9 the server");
+    server.child.wait().expect("the server is gone");
+    gauge
+        .publish(&publisher, 2..=BACKLOG + 1, Duration::ZERO)
+        .await;
+    publisher.wait_acked(2 + BACKLOG).await;
+    // Same client id, same session: the whole backlog comes at once.
+    let (server, addr) = start_server_with_broker(&url);
+    gauge.wait_shown(addr, BACKLOG + 1).await;
+    let acc = accounting(addr);
+    assert_eq!(
+        (acc.applied, acc.missed),
+        (1 + BACKLOG, 0),
+        "every queued message applied, none missed: {acc:?}"
+    );
+    // Nothing left unacknowledged: once the client has caught up, no
+    // acknowledgement waits and the broker redelivers nothing.
+    eventually("every acknowledgement sent", PATIENCE, || {
+        (metric(addr, "rm_ingest_acks_waiting", &[]).unwrap_or(0.0) == 0.0).then_some(())
+    })
+    .await;
+    drop(server);
+}
+
 /// Where `nats-server` is installed, if it is.
 fn nats_binary() -> Option<&'static str> {
     [

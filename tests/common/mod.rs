@@ -530,6 +530,16 @@ impl Drop for Mosquitto {
 impl Mosquitto {
     /// Starts Mosquitto on `port` and waits until it listens.
     pub fn start(bin: &'static str, port: u16, persistence: Persistence) -> Mosquitto {
+        Mosquitto::start_with(bin, port, persistence, "")
+    }
+
+    /// The same, with `extra` lines appended to its config.
+    pub fn start_with(
+        bin: &'static str,
+        port: u16,
+        persistence: Persistence,
+        extra: &str,
+    ) -> Mosquitto {
         let dir = std::env::temp_dir().join(format!("rm-mosquitto-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -559,6 +569,7 @@ impl Mosquitto {
                 }
             }
         }
+        config.push_str(extra);
         let conf = dir.join("mosquitto.conf");
         std::fs::write(&conf, config).expect("write config");
         let mut broker = Mosquitto {

@@ -110,6 +110,7 @@ pub struct LinkStatus {
     connected: AtomicBool,
     subscribed: AtomicBool,
     connects: AtomicU64,
+    accepted: AtomicU64,
 }
 
 impl LinkStatus {
@@ -122,6 +123,11 @@ impl LinkStatus {
     /// connection holds).
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed)
+    }
+
+    /// Messages accepted and handed to fusion (or its backlog) so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -286,17 +292,14 @@ impl Link {
         }
     }
 
-    /// Acknowledges a message to the broker. A failure (the request queue
-    /// is full, or the connection changed) only means the broker delivers
-    /// it again, and fusion drops the copy.
-    fn ack(&self, m: &Msg) {
-        let ok = match (self, m) {
+    /// Queues the acknowledgement of a message without waiting; false if
+    /// the client's request queue is full.
+    fn try_ack(&self, m: &Msg) -> bool {
+        match (self, m) {
             (Link::V311(c, _), Msg::V311(p)) => c.try_ack(p).is_ok(),
             (Link::V5(c, _), Msg::V5(p)) => c.try_ack(p).is_ok(),
-            _ => false,
-        };
-        if !ok {
-            metrics::counter!("rm_ingest_ack_failures_total").increment(1);
+            // A message of the other protocol cannot come from this link.
+            _ => true,
         }
     }
 
@@ -318,6 +321,92 @@ impl Link {
             Link::V311(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
             Link::V5(c, _) => c.try_disconnect().map_err(|e| e.to_string()),
         };
+    }
+}
+
+/// Acknowledgements in order, without ever waiting: what the client's
+/// request queue cannot take now waits here and goes first next time. (The
+/// client reads incoming messages in batches and sends one request per
+/// turn, so at high rates its queue fills; an acknowledgement dropped there
+/// would leave the broker waiting for it, and a broker with a full
+/// in-flight window sends nothing more.)
+///
+/// A waiting acknowledgement keeps only its packet id and QoS (4 bytes, not
+/// the message); how many wait is bounded by what the broker sent us
+/// unacknowledged, and is reported as `rm_ingest_acks_waiting`.
+#[derive(Default)]
+struct Acks {
+    waiting: VecDeque<Ack>,
+}
+
+/// What acknowledging a message needs.
+#[derive(Clone, Copy)]
+struct Ack {
+    v5: bool,
+    pkid: u16,
+    /// QoS 1 (PUBACK) or 2 (PUBREC); QoS 0 needs none.
+    qos: u8,
+}
+
+impl Ack {
+    fn of(m: &Msg) -> Ack {
+        let (v5, pkid, qos) = match m {
+            Msg::V311(p) => (false, p.pkid, p.qos as u8),
+            Msg::V5(p) => (true, p.pkid, p.qos as u8),
+        };
+        Ack { v5, pkid, qos }
+    }
+
+    /// A stand-in message carrying just what the client's ack needs.
+    fn as_msg(self) -> Msg {
+        if self.v5 {
+            let qos = match self.qos {
+                2 => v5::mqttbytes::QoS::ExactlyOnce,
+                1 => v5::mqttbytes::QoS::AtLeastOnce,
+                _ => v5::mqttbytes::QoS::AtMostOnce,
+            };
+            let mut p = v5::mqttbytes::v5::Publish::new("", qos, Vec::new(), None);
+            p.pkid = self.pkid;
+            Msg::V5(p)
+        } else {
+            let qos = match self.qos {
+                2 => QoS::ExactlyOnce,
+                1 => QoS::AtLeastOnce,
+                _ => QoS::AtMostOnce,
+            };
+            let mut p = Publish::new("", qos, Vec::new());
+            p.pkid = self.pkid;
+            Msg::V311(p)
+        }
+    }
+}
+
+impl Acks {
+    fn ack(&mut self, link: &Link, m: Msg) {
+        if self.waiting.is_empty() && link.try_ack(&m) {
+            return;
+        }
+        self.waiting.push_back(Ack::of(&m));
+        metrics::gauge!("rm_ingest_acks_waiting").set(self.waiting.len() as f64);
+    }
+
+    fn retry(&mut self, link: &Link) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        while let Some(a) = self.waiting.front() {
+            if !link.try_ack(&a.as_msg()) {
+                break;
+            }
+            self.waiting.pop_front();
+        }
+        metrics::gauge!("rm_ingest_acks_waiting").set(self.waiting.len() as f64);
+    }
+
+    /// Forgets acknowledgements of a connection whose session is gone.
+    fn clear(&mut self) {
+        self.waiting.clear();
+        metrics::gauge!("rm_ingest_acks_waiting").set(0.0);
     }
 }
 
@@ -350,8 +439,11 @@ pub async fn run(
     // Each event with the message to acknowledge once it is with fusion
     // (the last event of a message carries it).
     let mut backlog: VecDeque<(Envelope, Option<Msg>)> = VecDeque::new();
+    let mut acks = Acks::default();
+    let meters = Meters::new();
     tokio::pin!(shutdown);
     loop {
+        acks.retry(&link);
         let polled = tokio::select! {
             () = &mut shutdown => break,
             permit = events.reserve(), if !backlog.is_empty() => {
@@ -359,10 +451,10 @@ pub async fn run(
                 if let Some((env, m)) = backlog.pop_front() {
                     permit.send(env);
                     if let Some(m) = m {
-                        link.ack(&m);
+                        acks.ack(&link, m);
                     }
                 }
-                metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
+                meters.backlog.set(backlog.len() as f64);
                 continue;
             }
             polled = link.poll(), if backlog.len() < MAX_BACKLOG => polled,
@@ -384,6 +476,7 @@ pub async fn run(
                 for entry in &mut backlog {
                     entry.1 = None;
                 }
+                acks.clear();
                 if ever_subscribed {
                     metrics::counter!("rm_mqtt_sessions_lost_total").increment(1);
                     warn!(
@@ -412,8 +505,12 @@ pub async fn run(
                 status.subscribed.store(true, Ordering::Relaxed);
             }
             Ok(Incoming::Message(m)) => {
-                if !handle(&link, &config, &events, &mut backlog, m) {
-                    break;
+                match handle(&meters, &link, &mut acks, &config, &events, &mut backlog, m) {
+                    Handled::Accepted => {
+                        status.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Handled::Other => {}
+                    Handled::FusionGone => break,
                 }
             }
             Ok(Incoming::Other) => {}
@@ -434,21 +531,47 @@ pub async fn run(
     status.connected.store(false, Ordering::Relaxed);
 }
 
+/// Meters touched per message, looked up once.
+struct Meters {
+    messages: metrics::Counter,
+    accepted: metrics::Counter,
+    backlog: metrics::Gauge,
+}
+
+impl Meters {
+    fn new() -> Meters {
+        Meters {
+            messages: metrics::counter!("rm_ingest_messages_total"),
+            accepted: metrics::counter!("rm_ingest_accepted_total"),
+            backlog: metrics::gauge!("rm_ingest_backlog"),
+        }
+    }
+}
+
+/// What became of a message.
+enum Handled {
+    Accepted,
+    /// Refused, ignored, or our own output.
+    Other,
+    FusionGone,
+}
+
 /// Handles one message without waiting: its events go to fusion now, or
-/// behind the backlog when fusion is behind. False when fusion has gone
-/// away.
+/// behind the backlog when fusion is behind.
 fn handle(
+    meters: &Meters,
     link: &Link,
+    acks: &mut Acks,
     config: &IngestConfig,
     events: &mpsc::Sender<Envelope>,
     backlog: &mut VecDeque<(Envelope, Option<Msg>)>,
     m: Msg,
-) -> bool {
+) -> Handled {
     let received_ms = now_ms();
-    metrics::counter!("rm_ingest_messages_total").increment(1);
+    meters.messages.increment(1);
     match config.decoder.decode(m.topic(), m.payload(), received_ms) {
         Ok(decoded) => {
-            metrics::counter!("rm_ingest_accepted_total").increment(1);
+            meters.accepted.increment(1);
             let mut decoded = decoded.into_iter().peekable();
             let mut m = Some(m);
             while let Some(env) = decoded.next() {
@@ -463,30 +586,32 @@ fn handle(
                     Err(mpsc::error::TrySendError::Full(env)) => {
                         backlog.push_back((env, if last { m.take() } else { None }));
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Handled::FusionGone,
                 }
             }
             // All sent (or nothing to send): acknowledge now.
             if let Some(m) = m {
-                link.ack(&m);
+                acks.ack(link, m);
             }
-            metrics::gauge!("rm_ingest_backlog").set(backlog.len() as f64);
-            true
+            if !backlog.is_empty() {
+                meters.backlog.set(backlog.len() as f64);
+            }
+            Handled::Accepted
         }
         Err(DecodeError::OwnOutput) => {
-            link.ack(&m);
-            true
+            acks.ack(link, m);
+            Handled::Other
         }
         Err(DecodeError::Ignored(reason)) => {
             metrics::counter!("rm_ingest_ignored_total", "reason" => reason).increment(1);
             debug!(topic = %m.topic(), %reason, "ignored message");
-            link.ack(&m);
-            true
+            acks.ack(link, m);
+            Handled::Other
         }
         Err(e) => {
             refuse(link, config, m.topic(), &e, received_ms);
-            link.ack(&m);
-            true
+            acks.ack(link, m);
+            Handled::Other
         }
     }
 }
