@@ -46,7 +46,7 @@ pub fn dead_letter_topic(space: &str) -> String {
 }
 
 /// A timestamp as the contract allows it: RFC 3339 text or epoch milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum WireTime {
     /// Epoch milliseconds as an integer.
@@ -55,6 +55,44 @@ pub enum WireTime {
     FloatMillis(f64),
     /// RFC 3339, e.g. `2026-11-23T10:00:00Z` or with an offset.
     Text(String),
+}
+
+/// Read directly by JSON type (an untagged enum would buffer every value
+/// first: this is on the path of every message).
+impl<'de> Deserialize<'de> for WireTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WireTime, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WireTime;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("epoch milliseconds or an RFC 3339 string")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WireTime, E> {
+                Ok(WireTime::Millis(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WireTime, E> {
+                i64::try_from(v)
+                    .map(WireTime::Millis)
+                    .map_err(|_| E::custom(format!("{v} is too large for epoch milliseconds")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WireTime, E> {
+                Ok(WireTime::FloatMillis(v))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WireTime, E> {
+                Ok(WireTime::Text(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<WireTime, E> {
+                Ok(WireTime::Text(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl WireTime {
