@@ -1076,3 +1076,21 @@ fn a_fix_with_its_own_time_to_live_ages_by_it() {
         "fresh for the configured 5 minutes"
     );
 }
+
+#[test]
+fn every_event_survives_a_json_round_trip() {
+    let events = [
+        gauge_meta("g1", ST_PAULI),
+        obs("g1", T0, 4.2, Some(7)),
+        unit_meta("u1", "HLF"),
+        pos("u1", T0, WILHELMSBURG),
+        status("u1", T0, 3),
+        incident("i1", T0, 2, dike_area()),
+        env(Event::IncidentClosed(IncidentClosed { id: "i1".into() })),
+    ];
+    for e in events {
+        let json = serde_json::to_string(&e).expect("serialises");
+        let back: Envelope = serde_json::from_str(&json).expect(&json);
+        assert_eq!(back, e, "{json}");
+    }
+}

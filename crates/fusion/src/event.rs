@@ -22,7 +22,8 @@ pub struct Envelope {
 
 /// One change to the situation picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Tagged `event`: `kind` is a field of sensor descriptions.
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A sensor describes itself (retained on the broker).
     SensorMeta(SensorMeta),
