@@ -2,7 +2,13 @@
 //! our server accepts native JSON from a broker, next to the rate a bare
 //! MQTT subscriber reaches on the same broker in the same run.
 //!
-//! Method: both sides drain the same backlog. A persistent QoS 1 session
+//! Two methods (`--mode`). `live` (the default): the bare subscriber and
+//! our server (in-process) are subscribed at the same time while a
+//! publisher sends N messages as fast as the broker takes them; each side's
+//! rate is N over the time from its first message to its last. Both see
+//! the same stream, so a ratio below 1 means ours fell behind the broker.
+//!
+//! `drain`, the harsher one: both sides drain the same backlog. A persistent QoS 1 session
 //! subscribes and goes away; a publisher puts N messages on the broker,
 //! which queues them for the session (our Mosquitto runs without a queue
 //! limit); then the subscriber comes back and the clock runs from its
@@ -44,6 +50,22 @@ pub struct IngestArgs {
     /// acknowledgements waiting, outcomes) to stderr.
     #[arg(long)]
     show_metrics: bool,
+    /// `live`: both subscribed while a publisher publishes; `drain`: each
+    /// drains a backlog queued for it.
+    #[arg(long, value_enum, default_value_t = Mode::Live)]
+    mode: Mode,
+    /// Publishing clients in `live` mode (one alone cannot fill the broker).
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+}
+
+/// How the two subscribers are fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Both subscribed to one stream as it is published.
+    Live,
+    /// Each drains a backlog the broker queued for it.
+    Drain,
 }
 
 /// The target.
@@ -112,12 +134,35 @@ fn options(url: &str, id: &str) -> anyhow::Result<MqttOptions> {
     Ok(o)
 }
 
-/// Publishes `n` native observations QoS 1 and waits for every PUBACK.
-async fn preload(url: &str, n: usize, run: usize) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(options(url, "rm-bench-publisher")?, 1_000);
+/// Publishes `n` native observations QoS 1 from `publishers` clients at
+/// once (each owns a share of the sensors, so every sensor's `seq` stays in
+/// order) and waits for every PUBACK.
+async fn preload(url: &str, n: usize, run: usize, publishers: usize) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let mut o = options(url, &format!("rm-bench-publisher-{p}"))?;
+        o.set_inflight(1_000);
+        tasks.push(tokio::spawn(publish_share(o, n, run, p, publishers)));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn publish_share(
+    o: MqttOptions,
+    n: usize,
+    run: usize,
+    share: usize,
+    shares: usize,
+) -> anyhow::Result<()> {
+    let mine: Vec<usize> = (0..n).filter(|i| (i % SENSORS) % shares == share).collect();
+    let expected = mine.len();
+    let (client, mut eventloop) = AsyncClient::new(o, 1_000);
     let acks = tokio::spawn(async move {
         let mut acked = 0;
-        while acked < n {
+        while acked < expected {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
                 Ok(_) => {}
@@ -128,7 +173,7 @@ async fn preload(url: &str, n: usize, run: usize) -> anyhow::Result<()> {
     });
     let ts = ingest::now_ms() - 600_000;
     let base = run * n;
-    for i in 0..n {
+    for i in mine {
         let sensor = i % SENSORS;
         let seq = base / SENSORS + i / SENSORS + 1;
         let value = 1.0 + (i % 97) as f64 / 100.0;
@@ -205,7 +250,7 @@ async fn close_session(url: &str, id: &str) -> anyhow::Result<()> {
 async fn bare(url: &str, n: usize, run: usize) -> anyhow::Result<f64> {
     let id = format!("rm-bench-bare-{run}");
     open_session(url, &id).await?;
-    preload(url, n, run).await?;
+    preload(url, n, run, 1).await?;
     let (client, mut eventloop) = AsyncClient::new(options(url, &id)?, 1_000);
     let mut start = None;
     let mut got = 0;
@@ -229,11 +274,103 @@ async fn bare(url: &str, n: usize, run: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / elapsed.as_secs_f64().max(1e-9))
 }
 
+/// Both subscribed to the stream as it is published: (bare, ours, publish)
+/// messages per second.
+async fn live(
+    url: &str,
+    n: usize,
+    run: usize,
+    publishers: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let mut config = Config::default();
+    config.mqtt.client_id = format!("rm-bench-live-ours-{run}");
+    let (stop, stopped) = watch::channel(false);
+    let running = server::start(
+        &config,
+        BrokerChoice::External(url.to_owned()),
+        "127.0.0.1:0".parse()?,
+        stopped,
+    )
+    .await?;
+    let link = running.link.clone();
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while !link.is_ready() {
+        if Instant::now() > ready_by {
+            bail!("our server did not subscribe within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut o = ingest::mqtt_options(url, &format!("rm-bench-live-bare-{run}"))?;
+    o.set_clean_session(true);
+    let (bare, mut eventloop) = AsyncClient::new(o, 1_000);
+    bare.subscribe("rm/v1/#", QoS::AtLeastOnce).await?;
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let counter = tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        let (mut first, mut got) = (None, 0);
+        while got < n {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    first.get_or_insert_with(Instant::now);
+                    got += 1;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::anyhow!("bare subscriber: {e}")),
+            }
+        }
+        Ok(first.map_or(Duration::ZERO, |f| f.elapsed()))
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .context("the bare subscriber got no SUBACK")??;
+    let before = link.accepted();
+    let publishing = tokio::spawn({
+        let url = url.to_owned();
+        async move {
+            let t = Instant::now();
+            preload(&url, n, run, publishers)
+                .await
+                .map(|()| t.elapsed())
+        }
+    });
+    let (mut first, deadline) = (None, Instant::now() + PATIENCE);
+    while link.accepted() < before + n as u64 {
+        if first.is_none() && link.accepted() > before {
+            first = Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "our server accepted {} of {n} in {PATIENCE:?}",
+                link.accepted() - before
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ours = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let bare_took = tokio::time::timeout(PATIENCE, counter)
+        .await
+        .context("the bare subscriber did not get every message")???;
+    let published = tokio::time::timeout(PATIENCE, publishing)
+        .await
+        .context("publishing did not finish")???;
+    let _ = bare.disconnect().await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.done).await;
+    close_session(url, &config.mqtt.client_id).await?;
+    let rate = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    Ok((rate(bare_took), rate(ours), rate(published)))
+}
+
 /// Our server drains the backlog: messages per second accepted.
 async fn ours(url: &str, n: usize, run: usize, show_metrics: bool) -> anyhow::Result<f64> {
     let id = format!("rm-bench-ours-{run}");
     open_session(url, &id).await?;
-    preload(url, n, run).await?;
+    preload(url, n, run, 1).await?;
     let mut config = Config::default();
     config.mqtt.client_id = id.clone();
     let (stop, stopped) = watch::channel(false);
@@ -305,6 +442,8 @@ pub fn ingest_bench(a: &IngestArgs) -> anyhow::Result<()> {
         runs: a.runs,
         mqtt: a.mqtt.clone(),
         show_metrics: a.show_metrics,
+        mode: a.mode,
+        publishers: a.publishers.max(1),
     };
     std::thread::spawn(move || measure(&a))
         .join()
@@ -326,8 +465,17 @@ fn measure(a: &IngestArgs) -> anyhow::Result<()> {
     let (mut bare_rates, mut our_rates) = (Vec::new(), Vec::new());
     rt.block_on(async {
         for run in 0..a.runs {
-            let b = bare(&url, a.messages, run).await?;
-            let o = ours(&url, a.messages, run, a.show_metrics).await?;
+            let (b, o) = match a.mode {
+                Mode::Live => {
+                    let (b, o, p) = live(&url, a.messages, run, a.publishers).await?;
+                    eprintln!("run {}: published at {p:.0} msg/s", run + 1);
+                    (b, o)
+                }
+                Mode::Drain => (
+                    bare(&url, a.messages, run).await?,
+                    ours(&url, a.messages, run, a.show_metrics).await?,
+                ),
+            };
             eprintln!(
                 "run {}: bare subscriber {b:.0} msg/s, our server {o:.0} msg/s, ratio {:.2}",
                 run + 1,
@@ -365,6 +513,7 @@ fn measure(a: &IngestArgs) -> anyhow::Result<()> {
     if a.json {
         let json = serde_json::json!({
             "bench": "ingest",
+            "mode": format!("{:?}", a.mode).to_lowercase(),
             "messages": a.messages,
             "runs": a.runs,
             "bare_msgs_per_s": bare_m.round(),
