@@ -81,6 +81,10 @@ struct SimArgs {
     /// Stop after this long (e.g. 90s, 10m, 2h); default: run until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// Publish format: native, senml (sensor observations as SenML packs)
+    /// or cot (unit positions as Cursor-on-Target events).
+    #[arg(long, default_value = "native")]
+    format: sensors_sim::Format,
 }
 
 /// `90s`, `10m`, `2h`, `500ms`, or plain seconds.
@@ -204,6 +208,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         speed: a.speed,
         seed: a.seed,
         duration: a.duration,
+        format: a.format,
         ..SimOptions::default()
     };
     opts.validate()?;

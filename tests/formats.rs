@@ -333,3 +333,69 @@ async fn mqtt5_shared_subscriptions_split_one_stream_between_two_servers() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The simulator publishing SenML and Cursor-on-Target (`--format`): the
+/// storm surge's gauges and vehicles reach the picture through those
+/// decoders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_speaks_senml_and_cot() {
+    let (_server, addr, mqtt_port) = start_server(&[]);
+    for format in ["senml", "cot"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
+            .args([
+                "sim",
+                "--mqtt",
+                &format!("mqtt://127.0.0.1:{mqtt_port}"),
+                "--format",
+                format,
+                "--speed",
+                "60",
+                "--duration",
+                "3s",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run rescuemate sim");
+        assert!(
+            out.status.success(),
+            "sim --format {format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let snap = eventually(
+        "SenML gauges and CoT vehicles in the picture",
+        PATIENCE,
+        || {
+            let s = snapshot(addr, "live")?;
+            let gauges = s["sensors"]
+                .as_array()?
+                .iter()
+                .filter(|g| {
+                    g["id"]
+                        .as_str()
+                        .is_some_and(|id| id.ends_with(".water_level"))
+                        && g["value"].is_number()
+                })
+                .count();
+            let cot_units = s["units"]
+                .as_array()?
+                .iter()
+                .filter(|u| u["source"] == "cot" && u["lat"].is_number())
+                .count();
+            (gauges > 0 && cot_units > 0).then_some(s)
+        },
+    )
+    .await;
+    let fire = snap["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .find(|u| u["source"] == "cot" && u["org"] == "fire")
+        .expect("a fire engine reported over CoT");
+    assert!(fire["callsign"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(
+        metric(addr, "rm_ingest_refused_total", &[]).unwrap_or(0.0),
+        0.0,
+        "nothing the simulator sent was refused"
+    );
+}

@@ -15,6 +15,7 @@
 //! byte-identical messages. [`run`] is a thin loop around it that publishes to
 //! an MQTT broker using the native wire contract of [`ingest::wire`].
 
+pub mod format;
 mod geo;
 mod publish;
 mod rng;
@@ -23,6 +24,7 @@ mod storm_surge;
 
 use std::time::Duration;
 
+pub use format::Format;
 pub use publish::run;
 pub use scenario::{Msg, Scenario};
 
@@ -46,6 +48,8 @@ pub struct SimOptions {
     pub duration: Option<Duration>,
     /// Publish cadence (wall clock).
     pub tick: Duration,
+    /// The format messages are published in (native by default).
+    pub format: Format,
 }
 
 impl Default for SimOptions {
@@ -57,6 +61,7 @@ impl Default for SimOptions {
             seed: 0,
             duration: None,
             tick: Duration::from_secs(1),
+            format: Format::Native,
         }
     }
 }

@@ -10,6 +10,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::format::Translator;
 use crate::{Scenario, SimError, SimOptions, SimReport};
 
 /// Requests the client may queue while the connection is down or busy. A few
@@ -56,6 +57,7 @@ pub async fn run(
         space = %opts.space,
         speed = opts.speed,
         seed = opts.seed,
+        format = ?opts.format,
         broker = ?mqtt.broker_address(),
         "simulation starting"
     );
@@ -65,6 +67,7 @@ pub async fn run(
     let stopping = Arc::new(AtomicBool::new(false));
     let mut connection = tokio::spawn(drive_connection(eventloop, link_tx, Arc::clone(&stopping)));
 
+    let mut translator = Translator::new(opts.format);
     let mut report = SimReport::default();
     let started = Instant::now();
     let mut ticker = tokio::time::interval(opts.tick);
@@ -90,7 +93,7 @@ pub async fn run(
         report.ticks += 1;
         report.scenario_seconds = scenario_s;
         let mut dropped = 0u64;
-        for msg in msgs {
+        for msg in msgs.into_iter().flat_map(|m| translator.translate(m)) {
             match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
                 Ok(()) => report.published += 1,
                 Err(e) if connection.is_finished() => {
