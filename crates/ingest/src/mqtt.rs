@@ -489,9 +489,12 @@ pub async fn run(
                         Some(g) => format!("$share/{g}/{f}"),
                         None => f.clone(),
                     };
-                    if let Err(e) = link.subscribe(&filter) {
-                        metrics::counter!("rm_mqtt_subscriptions_refused_total").increment(1);
-                        warn!(%filter, error = %e, "subscribe request failed");
+                    match link.subscribe(&filter) {
+                        Ok(()) => info!(%filter, "subscribing (QoS 1)"),
+                        Err(e) => {
+                            metrics::counter!("rm_mqtt_subscriptions_refused_total").increment(1);
+                            warn!(%filter, error = %e, "subscribe request failed");
+                        }
                     }
                 }
             }
