@@ -64,8 +64,8 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct SimArgs {
     /// Broker: mqtt://[user:pass@]host[:port].
-    #[arg(long)]
-    mqtt: String,
+    #[arg(long, required_unless_present = "print_datastreams")]
+    mqtt: Option<String>,
     /// Scenario to play.
     #[arg(long, default_value = "storm-surge")]
     scenario: String,
@@ -81,10 +81,15 @@ struct SimArgs {
     /// Stop after this long (e.g. 90s, 10m, 2h); default: run until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Publish format: native, senml (sensor observations as SenML packs)
-    /// or cot (unit positions as Cursor-on-Target events).
+    /// Publish format: native, senml (sensor observations as SenML packs),
+    /// cot (unit positions as Cursor-on-Target events) or sensorthings
+    /// (sensor observations as SensorThings Observations; live only).
     #[arg(long, default_value = "native")]
     format: sensors_sim::Format,
+    /// Print the `[[formats.datastreams]]` config table the server needs
+    /// for `--format sensorthings`, and exit.
+    #[arg(long)]
+    print_datastreams: bool,
 }
 
 /// `90s`, `10m`, `2h`, `500ms`, or plain seconds.
@@ -202,6 +207,15 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn sim(a: SimArgs) -> anyhow::Result<()> {
+    if a.print_datastreams {
+        let mut scenario = sensors_sim::Scenario::new(&a.scenario, "live", a.seed)?;
+        let first = scenario.step(0.0, ingest::now_ms());
+        print!("{}", sensors_sim::format::datastream_table(&first));
+        return Ok(());
+    }
+    let Some(url) = a.mqtt else {
+        bail!("--mqtt is needed to publish");
+    };
     let opts = SimOptions {
         scenario: a.scenario,
         space: a.space,
@@ -212,7 +226,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         ..SimOptions::default()
     };
     opts.validate()?;
-    let mqtt = ingest::mqtt_options(&a.mqtt, &format!("rescuemate-sim-{}", std::process::id()))?;
+    let mqtt = ingest::mqtt_options(&url, &format!("rescuemate-sim-{}", std::process::id()))?;
     let shutdown = shutdown_signal();
     let report = sensors_sim::run(mqtt, opts, server::stopped(shutdown)).await?;
     println!(

@@ -334,13 +334,24 @@ async fn mqtt5_shared_subscriptions_split_one_stream_between_two_servers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The simulator publishing SenML and Cursor-on-Target (`--format`): the
-/// storm surge's gauges and vehicles reach the picture through those
-/// decoders.
+/// The simulator publishing SenML, Cursor-on-Target and SensorThings
+/// (`--format`): the storm surge's gauges and vehicles reach the picture
+/// through those decoders (SensorThings with the Datastream table the
+/// simulator prints).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_simulator_speaks_senml_and_cot() {
-    let (_server, addr, mqtt_port) = start_server(&[]);
-    for format in ["senml", "cot"] {
+async fn the_simulator_speaks_senml_cot_and_sensorthings() {
+    let table = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
+        .args(["sim", "--print-datastreams"])
+        .output()
+        .expect("run rescuemate sim --print-datastreams");
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).expect("UTF-8");
+    assert!(table.contains("sensor = \"pegel-st-pauli\""), "{table}");
+    let dir = std::env::temp_dir().join(format!("rm-sim-formats-{}", std::process::id()));
+    let config = write_config(&dir, "sim.toml", &table);
+    let (_server, addr, mqtt_port) = start_server(&["--config", &config]);
+    // CoT last: a unit shows the source of its newest fix.
+    for format in ["senml", "sensorthings", "cot"] {
         let out = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
             .args([
                 "sim",
@@ -363,7 +374,7 @@ async fn the_simulator_speaks_senml_and_cot() {
         );
     }
     let snap = eventually(
-        "SenML gauges and CoT vehicles in the picture",
+        "gauges of every format and CoT vehicles in the picture",
         PATIENCE,
         || {
             let s = snapshot(addr, "live")?;
@@ -377,6 +388,12 @@ async fn the_simulator_speaks_senml_and_cot() {
                         && g["value"].is_number()
                 })
                 .count();
+            // SensorThings: named by the Datastream table as the scenario
+            // names them.
+            let frost = find(&s, "sensors", "pegel-st-pauli")?;
+            if !(frost["value"].is_number() && frost["kind"] == "water_level") {
+                return None;
+            }
             let cot_units = s["units"]
                 .as_array()?
                 .iter()
@@ -398,4 +415,5 @@ async fn the_simulator_speaks_senml_and_cot() {
         0.0,
         "nothing the simulator sent was refused"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

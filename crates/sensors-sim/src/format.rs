@@ -17,6 +17,13 @@
 //!   descriptions are not sent. Radio statuses stay native (they come
 //!   from the radio, not from a TAK device).
 //!
+//! - `sensorthings`: every sensor observation becomes a SensorThings
+//!   Observation as a FROST server publishes it, on
+//!   `v1.1/Datastreams(<sensor id>)/Observations`. Those topics name no
+//!   space, so this format is for the live space only; the server needs
+//!   the Datastream table, which [`datastream_table`] writes
+//!   (`rescuemate sim --print-datastreams`).
+//!
 //! Everything else stays native. A description is remembered before it is
 //! dropped, so later messages can carry what the format needs.
 
@@ -41,6 +48,8 @@ pub enum Format {
     Senml,
     /// Unit positions as Cursor-on-Target events.
     Cot,
+    /// Sensor observations as SensorThings Observations (live space only).
+    Sensorthings,
 }
 
 impl std::str::FromStr for Format {
@@ -51,8 +60,9 @@ impl std::str::FromStr for Format {
             "native" => Ok(Format::Native),
             "senml" => Ok(Format::Senml),
             "cot" => Ok(Format::Cot),
+            "sensorthings" => Ok(Format::Sensorthings),
             other => Err(format!(
-                "unknown format {other:?} (known: native, senml, cot)"
+                "unknown format {other:?} (known: native, senml, cot, sensorthings)"
             )),
         }
     }
@@ -62,6 +72,8 @@ impl std::str::FromStr for Format {
 #[derive(Debug, Default)]
 pub struct Translator {
     format: Format,
+    /// Observations numbered so far (their `@iot.id`).
+    observations: u64,
     sensors: HashMap<String, SensorMetaMsg>,
     units: HashMap<String, UnitMetaMsg>,
 }
@@ -86,7 +98,7 @@ impl Translator {
         };
         let space = topic.space.to_owned();
         match (self.format, topic.route) {
-            (Format::Senml, Route::SensorMeta(id)) => {
+            (Format::Senml | Format::Sensorthings, Route::SensorMeta(id)) => {
                 if let Ok(m) = serde_json::from_slice::<SensorMetaMsg>(&msg.payload) {
                     self.sensors.insert(id.to_owned(), m);
                     return Vec::new();
@@ -115,6 +127,26 @@ impl Translator {
                     retain: false,
                 }]
             }
+            (Format::Sensorthings, Route::SensorObs(id)) => {
+                let Ok(o) = serde_json::from_slice::<SensorObsMsg>(&msg.payload) else {
+                    return vec![msg];
+                };
+                let Ok(ts_ms) = o.ts.to_epoch_ms() else {
+                    return vec![msg];
+                };
+                self.observations += 1;
+                let observation = json!({
+                    "@iot.id": self.observations,
+                    "phenomenonTime": text(ts_ms),
+                    "resultTime": text(ts_ms),
+                    "result": o.value,
+                });
+                vec![Msg {
+                    topic: format!("v1.1/Datastreams({id})/Observations"),
+                    payload: observation.to_string().into_bytes(),
+                    retain: false,
+                }]
+            }
             (Format::Cot, Route::UnitMeta(id)) => {
                 if let Ok(m) = serde_json::from_slice::<UnitMetaMsg>(&msg.payload) {
                     self.units.insert(id.to_owned(), m);
@@ -139,6 +171,39 @@ impl Translator {
             _ => vec![msg],
         }
     }
+}
+
+/// The `[[formats.datastreams]]` table (TOML) the server needs for
+/// `--format sensorthings`: one Datastream per sensor among `msgs` (the
+/// scenario's first step describes them all).
+pub fn datastream_table(msgs: &[Msg]) -> String {
+    let mut out = String::from(
+        "# Datastreams of the simulator's sensors (rescuemate sim --format sensorthings)\n",
+    );
+    for m in msgs {
+        let (Ok(t), Ok(meta)) = (
+            parse(&m.topic),
+            serde_json::from_slice::<SensorMetaMsg>(&m.payload),
+        ) else {
+            continue;
+        };
+        let Route::SensorMeta(id) = t.route else {
+            continue;
+        };
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        out.push_str(&format!(
+            "\n[[formats.datastreams]]\nid = {id}\nsensor = {id}\nkind = {kind}\nunit = {unit}\nlat = {lat}\nlon = {lon}\n",
+            id = quote(id),
+            kind = quote(&meta.kind),
+            unit = quote(&meta.unit),
+            lat = meta.lat,
+            lon = meta.lon,
+        ));
+        if let Some(name) = &meta.name {
+            out.push_str(&format!("name = {}\n", quote(name)));
+        }
+    }
+    out
 }
 
 /// A friendly CoT type for an organisation.
@@ -277,5 +342,36 @@ mod tests {
             (Some(90.0), Some(12.0), Some(15.0))
         );
         assert_eq!(p.ttl_ms, Some(COT_STALE_MS));
+    }
+
+    #[test]
+    fn sensorthings_observations_use_the_datastream_of_the_sensor_and_live_only() {
+        let mut t = Translator::new(Format::Sensorthings);
+        let meta = json!({"kind":"water_level","unit":"m NHN","lat":53.5457,"lon":9.9703,"name":"St. Pauli"});
+        let meta = native("rm/v1/live/sensor/pegel-1/meta", meta);
+        let table = datastream_table(std::slice::from_ref(&meta));
+        assert!(table.contains("[[formats.datastreams]]\nid = \"pegel-1\"\nsensor = \"pegel-1\""));
+        assert!(table.contains("name = \"St. Pauli\""), "{table}");
+        assert!(t.translate(meta).is_empty());
+        let out = t.translate(native(
+            "rm/v1/live/sensor/pegel-1/obs",
+            json!({"ts": NOW - 1000, "value": 5.25}),
+        ));
+        let [m] = out.as_slice() else {
+            panic!("one observation: {out:?}")
+        };
+        assert_eq!(m.topic, "v1.1/Datastreams(pegel-1)/Observations");
+        let o: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON");
+        assert_eq!(o["result"], 5.25);
+        assert_eq!(o["@iot.id"], 1);
+        let drill = crate::SimOptions {
+            space: "drill-x".into(),
+            format: Format::Sensorthings,
+            ..crate::SimOptions::default()
+        };
+        assert!(
+            drill.validate().is_err(),
+            "SensorThings topics name no space"
+        );
     }
 }

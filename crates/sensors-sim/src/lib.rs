@@ -87,6 +87,13 @@ impl SimOptions {
                 self.speed
             )));
         }
+        if self.format == Format::Sensorthings && self.space != ingest::wire::LIVE_SPACE {
+            return Err(SimError::InvalidOptions(
+                "SensorThings topics name no space, so --format sensorthings publishes into live \
+                 only: use native, senml or cot for a drill space"
+                    .to_owned(),
+            ));
+        }
         if self.tick.is_zero() {
             return Err(SimError::InvalidOptions(
                 "tick must be longer than zero".to_owned(),
