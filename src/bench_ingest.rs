@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::server::{self, BrokerChoice};
 
 /// Options of `bench ingest`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
     /// Print one JSON object with the figures as the last line.
     #[arg(long)]
@@ -197,22 +197,25 @@ async fn publish_share(
     Ok(())
 }
 
-/// Subscribes a persistent session `id` and leaves, so the broker queues
-/// for it.
-async fn open_session(url: &str, id: &str) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(options(url, id)?, 10);
-    client.subscribe("rm/v1/#", QoS::AtLeastOnce).await?;
+/// Connects with `opts`, subscribes to the native contract if `subscribe`,
+/// waits for the broker's answer (SUBACK, or CONNACK) and leaves.
+async fn visit(opts: MqttOptions, subscribe: bool) -> anyhow::Result<()> {
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    if subscribe {
+        client.subscribe("rm/v1/#", QoS::AtLeastOnce).await?;
+    }
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => return Ok(()),
+                Ok(Event::Incoming(Packet::SubAck(_))) if subscribe => return Ok(()),
+                Ok(Event::Incoming(Packet::ConnAck(_))) if !subscribe => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(anyhow::anyhow!("{e}")),
             }
         }
     })
     .await
-    .context("no SUBACK")??;
+    .context("no answer from the broker")??;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while eventloop.poll().await.is_ok() {}
@@ -221,29 +224,18 @@ async fn open_session(url: &str, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Subscribes a persistent session `id` and leaves, so the broker queues
+/// for it.
+async fn open_session(url: &str, id: &str) -> anyhow::Result<()> {
+    visit(options(url, id)?, true).await
+}
+
 /// Ends session `id` (a clean connection), so that later runs' messages
 /// are not queued for it.
 async fn close_session(url: &str, id: &str) -> anyhow::Result<()> {
     let mut o = ingest::mqtt_options(url, id)?;
     o.set_clean_session(true);
-    let (client, mut eventloop) = AsyncClient::new(o, 10);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(anyhow::anyhow!("{e}")),
-            }
-        }
-    })
-    .await
-    .context("no CONNACK")??;
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
-    Ok(())
+    visit(o, false).await
 }
 
 /// The bare subscriber drains the backlog: messages per second.
@@ -437,13 +429,8 @@ pub fn ingest_bench(a: &IngestArgs) -> anyhow::Result<()> {
     // A runtime of its own, on a thread of its own: the command line
     // already runs inside one.
     let a = IngestArgs {
-        json: a.json,
-        messages: a.messages,
-        runs: a.runs,
-        mqtt: a.mqtt.clone(),
-        show_metrics: a.show_metrics,
-        mode: a.mode,
         publishers: a.publishers.max(1),
+        ..a.clone()
     };
     std::thread::spawn(move || measure(&a))
         .join()

@@ -1,6 +1,8 @@
 //! `rescuemate bench fusion --json`: a small run prints its figures as one
 //! JSON object on the last line. Timings are not asserted (machines vary).
 
+mod common;
+
 use std::process::Command;
 
 use serde_json::Value;

@@ -12,17 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use ingest::wire::WireTime;
+use ingest::wire::rfc3339_text as rfc3339;
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn rfc3339(ms: i64) -> String {
-    match WireTime::rfc3339(ms) {
-        WireTime::Text(s) => s,
-        other => panic!("rfc3339 gives text, not {other:?}"),
-    }
-}
 
 /// Publishes QoS 1 with `mosquitto_pub` (a client this team did not write).
 fn mosquitto_pub(port: u16, topic: &str, payload: &str) {

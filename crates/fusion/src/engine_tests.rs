@@ -726,18 +726,13 @@ fn a_falling_maximum_is_recomputed_at_every_resolution() {
     }
 }
 
-fn fix(id: &str, ts_ms: EpochMs, (lat, lon): (f64, f64), source: &str, accuracy: f64) -> Envelope {
-    env(Event::UnitPos(UnitPos {
-        id: id.into(),
-        ts_ms,
-        lat,
-        lon,
-        heading: None,
-        speed: None,
-        accuracy: Some(accuracy),
-        source: Some(source.into()),
-        ttl_ms: None,
-    }))
+fn fix(id: &str, ts_ms: EpochMs, at: (f64, f64), source: &str, accuracy: f64) -> Envelope {
+    let mut e = pos(id, ts_ms, at);
+    if let Event::UnitPos(p) = &mut e.event {
+        p.accuracy = Some(accuracy);
+        p.source = Some(source.into());
+    }
+    e
 }
 
 /// `m` metres north of `p`.

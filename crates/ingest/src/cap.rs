@@ -60,8 +60,6 @@ use geo::{Destination, Haversine, Point};
 use roxmltree::{Document, Node};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::decode::{
     Ctx, MAX_GEOMETRY_POSITIONS, MAX_TEXT_BYTES, check_geometry, check_lat_lon, text,
@@ -69,6 +67,7 @@ use crate::decode::{
 use crate::error::DecodeError;
 use crate::route::Format;
 use crate::topic::valid_id;
+use crate::wire::rfc3339_ms;
 
 /// The CAP 1.2 XML namespace.
 pub const CAP_NS: &str = "urn:oasis:names:tc:emergency:cap:1.2";
@@ -253,9 +252,7 @@ fn required(node: Node<'_, '_>, name: &'static str) -> Result<String, DecodeErro
 
 /// A CAP dateTime (RFC 3339) in epoch milliseconds.
 fn parse_time(field: &str, s: &str) -> Result<i64, DecodeError> {
-    let bad = |why: String| DecodeError::Timestamp(format!("<{field}> {:?}: {why}", quote(s)));
-    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| bad(e.to_string()))?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad("out of range".into()))
+    rfc3339_ms(s).map_err(|why| DecodeError::Timestamp(format!("<{field}>: {why}")))
 }
 
 /// Incident ids of the alerts named in `<references>`, in order, each once.

@@ -27,7 +27,7 @@ use crate::decode::{Ctx, check_lat_lon, text};
 use crate::error::DecodeError;
 use crate::route::Format;
 use crate::topic::valid_id;
-use crate::wire::WireTime;
+use crate::wire::rfc3339_ms;
 
 /// CoT's "unknown" for `ce`, `le` and `hae`.
 const UNKNOWN_ERROR: f64 = 9_999_999.0;
@@ -156,9 +156,7 @@ fn number(node: Node<'_, '_>, name: &'static str) -> Result<Option<f64>, DecodeE
 }
 
 fn parse_time(name: &str, raw: &str) -> Result<i64, DecodeError> {
-    WireTime::Text(raw.to_owned())
-        .to_epoch_ms()
-        .map_err(|e| DecodeError::Timestamp(format!("{name}: {e}")))
+    rfc3339_ms(raw).map_err(|e| DecodeError::Timestamp(format!("{name}: {e}")))
 }
 
 #[cfg(test)]

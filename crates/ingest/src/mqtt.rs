@@ -49,19 +49,27 @@ pub enum MqttUrlError {
 /// MQTT options for `url` (`mqtt://[user:pass@]host[:port]`), with our
 /// settings for an ingest or publisher session.
 pub fn mqtt_options(url: &str, client_id: &str) -> Result<MqttOptions, MqttUrlError> {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let full = if url.contains("client_id=") {
-        url.to_owned()
-    } else {
-        format!("{url}{sep}client_id={client_id}")
-    };
-    let mut opts = MqttOptions::parse_url(full).map_err(|e| MqttUrlError::Invalid {
-        url: redact(url),
-        reason: e.to_string(),
-    })?;
+    let mut opts =
+        MqttOptions::parse_url(with_client_id(url, client_id)).map_err(|e| invalid(url, e))?;
     opts.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_INCOMING_PACKET_BYTES);
     opts.set_keep_alive(Duration::from_secs(15));
     Ok(opts)
+}
+
+/// `url` with `client_id` added, unless it names one itself.
+fn with_client_id(url: &str, client_id: &str) -> String {
+    if url.contains("client_id=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}client_id={client_id}")
+}
+
+fn invalid(url: &str, reason: impl std::fmt::Display) -> MqttUrlError {
+    MqttUrlError::Invalid {
+        url: redact(url),
+        reason: reason.to_string(),
+    }
 }
 
 fn redact(url: &str) -> String {
@@ -165,16 +173,8 @@ const SESSION_EXPIRY_S: u32 = 7 * 24 * 3600;
 
 /// MQTT 5 options for `url`, like [`mqtt_options`].
 pub fn mqtt5_options(url: &str, client_id: &str) -> Result<v5::MqttOptions, MqttUrlError> {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let full = if url.contains("client_id=") {
-        url.to_owned()
-    } else {
-        format!("{url}{sep}client_id={client_id}")
-    };
-    let mut opts = v5::MqttOptions::parse_url(full).map_err(|e| MqttUrlError::Invalid {
-        url: redact(url),
-        reason: e.to_string(),
-    })?;
+    let mut opts =
+        v5::MqttOptions::parse_url(with_client_id(url, client_id)).map_err(|e| invalid(url, e))?;
     let max = u32::try_from(MAX_INCOMING_PACKET_BYTES).unwrap_or(u32::MAX);
     opts.set_max_packet_size(Some(max));
     opts.set_keep_alive(Duration::from_secs(15));
@@ -334,9 +334,11 @@ impl Link {
 /// A waiting acknowledgement keeps only its packet id and QoS (4 bytes, not
 /// the message); how many wait is bounded by what the broker sent us
 /// unacknowledged, and is reported as `rm_ingest_acks_waiting`.
-#[derive(Default)]
 struct Acks {
     waiting: VecDeque<Ack>,
+    /// `rm_ingest_acks_waiting`, looked up once (it is set per message
+    /// while acknowledgements wait).
+    gauge: metrics::Gauge,
 }
 
 /// What acknowledging a message needs.
@@ -382,12 +384,19 @@ impl Ack {
 }
 
 impl Acks {
+    fn new() -> Acks {
+        Acks {
+            waiting: VecDeque::new(),
+            gauge: metrics::gauge!("rm_ingest_acks_waiting"),
+        }
+    }
+
     fn ack(&mut self, link: &Link, m: Msg) {
         if self.waiting.is_empty() && link.try_ack(&m) {
             return;
         }
         self.waiting.push_back(Ack::of(&m));
-        metrics::gauge!("rm_ingest_acks_waiting").set(self.waiting.len() as f64);
+        self.gauge.set(self.waiting.len() as f64);
     }
 
     fn retry(&mut self, link: &Link) {
@@ -400,13 +409,13 @@ impl Acks {
             }
             self.waiting.pop_front();
         }
-        metrics::gauge!("rm_ingest_acks_waiting").set(self.waiting.len() as f64);
+        self.gauge.set(self.waiting.len() as f64);
     }
 
     /// Forgets acknowledgements of a connection whose session is gone.
     fn clear(&mut self) {
         self.waiting.clear();
-        metrics::gauge!("rm_ingest_acks_waiting").set(0.0);
+        self.gauge.set(0.0);
     }
 }
 
@@ -439,7 +448,7 @@ pub async fn run(
     // Each event with the message to acknowledge once it is with fusion
     // (the last event of a message carries it).
     let mut backlog: VecDeque<(Envelope, Option<Msg>)> = VecDeque::new();
-    let mut acks = Acks::default();
+    let mut acks = Acks::new();
     let meters = Meters::new();
     tokio::pin!(shutdown);
     loop {

@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::decode::{Ctx, check_lat_lon, text};
 use crate::error::DecodeError;
 use crate::route::Format;
-use crate::wire::WireTime;
+use crate::wire::rfc3339_ms;
 
 fn bad(why: impl Into<String>) -> DecodeError {
     DecodeError::Malformed {
@@ -65,9 +65,8 @@ pub(crate) fn decode(ctx: &Ctx<'_>, payload: &[u8]) -> Result<Vec<Event>, Decode
     let time = o.phenomenon_time.ok_or_else(|| bad("no phenomenonTime"))?;
     // An interval "start/end": the observation holds at its end.
     let instant = time.rsplit('/').next().unwrap_or(&time);
-    let ts_ms = WireTime::Text(instant.to_owned())
-        .to_epoch_ms()
-        .map_err(|e| DecodeError::Timestamp(format!("phenomenonTime: {e}")))?;
+    let ts_ms =
+        rfc3339_ms(instant).map_err(|e| DecodeError::Timestamp(format!("phenomenonTime: {e}")))?;
     let ts_ms = ctx.time(ts_ms)?;
     let value = match o.result {
         Some(Value::Number(n)) => n.as_f64().ok_or_else(|| bad("result out of range"))?,

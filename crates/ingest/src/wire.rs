@@ -111,25 +111,36 @@ impl WireTime {
                     Err(format!("{f} is not a whole number of epoch milliseconds"))
                 }
             }
-            WireTime::Text(s) => OffsetDateTime::parse(s, &Rfc3339)
-                .map(|t| {
-                    #[expect(
-                        clippy::cast_possible_truncation,
-                        reason = "RFC 3339 years fit easily"
-                    )]
-                    let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-                    ms
-                })
-                .map_err(|e| format!("{s:?} is not RFC 3339: {e}")),
+            WireTime::Text(s) => rfc3339_ms(s),
         }
     }
 
     /// RFC 3339 text (UTC, milliseconds) for epoch milliseconds.
     pub fn rfc3339(ms: i64) -> WireTime {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        WireTime::Text(t.format(&Rfc3339).unwrap_or_else(|_| ms.to_string()))
+        WireTime::Text(rfc3339_text(ms))
     }
+}
+
+/// Epoch milliseconds of RFC 3339 text (any offset), or why not. The
+/// foreign formats' timestamps (CoT, SensorThings, CAP) are read with it.
+pub fn rfc3339_ms(s: &str) -> Result<i64, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| {
+            #[expect(clippy::cast_possible_truncation, reason = "RFC 3339 years fit easily")]
+            let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+            ms
+        })
+        .map_err(|e| {
+            let shown: String = s.chars().take(80).collect();
+            format!("{shown:?} is not RFC 3339: {e}")
+        })
+}
+
+/// RFC 3339 text (UTC, milliseconds) for epoch milliseconds.
+pub fn rfc3339_text(ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    t.format(&Rfc3339).unwrap_or_else(|_| ms.to_string())
 }
 
 /// `rm/v1/{space}/sensor/{id}/meta`.

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 
 use ingest::topic::{Route, parse};
-use ingest::wire::{SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg, WireTime};
+use ingest::wire::{SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg, rfc3339_text as text};
 use serde_json::json;
 
 use crate::Msg;
@@ -215,13 +215,6 @@ fn cot_type(org: &str) -> &'static str {
         "command" => "a-f-G-U-i-e",
         "dlrg" => "a-f-G-E-V-U-R",
         _ => "a-f-G-E-V",
-    }
-}
-
-fn text(ms: i64) -> String {
-    match WireTime::rfc3339(ms) {
-        WireTime::Text(s) => s,
-        _ => ms.to_string(),
     }
 }
 
