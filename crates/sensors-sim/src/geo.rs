@@ -52,6 +52,22 @@ impl LatLon {
     }
 }
 
+/// A closed GeoJSON ring (`[lon, lat]`, first point repeated last) of
+/// `corners` points approximating a circle, coordinates rounded to 5
+/// decimals (about a metre).
+pub(crate) fn circle_ring(centre: LatLon, radius_m: f64, corners: usize) -> Vec<[f64; 2]> {
+    let n = corners.max(3);
+    let mut ring: Vec<[f64; 2]> = (0..n)
+        .map(|i| {
+            let a = std::f64::consts::TAU * i as f64 / n as f64;
+            let p = centre.offset_m(radius_m * a.cos(), radius_m * a.sin());
+            [round_to(p.lon, 5), round_to(p.lat, 5)]
+        })
+        .collect();
+    ring.push(ring[0]);
+    ring
+}
+
 /// `x` rounded to `decimals` decimal places.
 pub(crate) fn round_to(x: f64, decimals: i32) -> f64 {
     let k = 10f64.powi(decimals);
@@ -77,5 +93,12 @@ mod tests {
         let d = st_pauli.distance_m(LatLon::new(53.3990, 10.1870));
         assert!((19_000.0..23_000.0).contains(&d), "{d}");
         assert_eq!(round_to(1.23456, 2), 1.23);
+        let ring = circle_ring(st_pauli, 200.0, 12);
+        assert_eq!(ring.len(), 13);
+        assert_eq!(ring.first(), ring.last());
+        for p in &ring[..12] {
+            let d = st_pauli.distance_m(LatLon::new(p[1], p[0]));
+            assert!((199.0..201.0).contains(&d), "{d}");
+        }
     }
 }

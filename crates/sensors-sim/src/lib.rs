@@ -17,6 +17,7 @@
 
 pub mod format;
 mod geo;
+mod motion;
 mod publish;
 mod rng;
 mod scenario;

@@ -1,6 +1,8 @@
 //! The deterministic core: a scenario turns scenario time into messages.
 
+use ingest::wire::{IncidentMsg, WireTime};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::{SimError, storm_surge, validate_space};
 
@@ -31,6 +33,44 @@ impl Msg {
                 None
             }
         }
+    }
+}
+
+/// What an open incident looks like at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IncidentState<'a> {
+    pub keyword: &'a str,
+    pub title: &'a str,
+    pub severity: u8,
+    /// Closed ring, `[lon, lat]`.
+    pub ring: &'a [[f64; 2]],
+}
+
+/// The retained message of an incident: open with its state, or closed
+/// (`None`): an empty retained payload, which also clears what an earlier
+/// run may have left on the broker.
+pub(crate) fn incident_msg(
+    topic: String,
+    wall_ms: i64,
+    state: Option<IncidentState>,
+) -> Option<Msg> {
+    match state {
+        Some(s) => {
+            let msg = IncidentMsg {
+                ts: WireTime::rfc3339(wall_ms),
+                keyword: s.keyword.to_owned(),
+                severity: s.severity,
+                geometry: json!({ "type": "Polygon", "coordinates": [s.ring] }),
+                title: Some(s.title.to_owned()),
+                expires: None,
+            };
+            Msg::json(topic, &msg, true)
+        }
+        None => Some(Msg {
+            topic,
+            payload: Vec::new(),
+            retain: true,
+        }),
     }
 }
 

@@ -4,10 +4,13 @@
 //! 7 m NHN three hours into the scenario; the other gauges follow, shifted
 //! in time and height by their distance along the river. Rain and wind
 //! follow the storm, flood gates close when the water passes about 4 m NHN,
-//! a shelter in Wilhelmsburg fills up. Twelve units of fire brigade, THW,
+//! roads along the harbour close as the water reaches them (the Fischmarkt
+//! first), sensor boxes in the dikes report the pore water pressure rising
+//! behind the water, a shelter in Wilhelmsburg fills up, and a feeder ship
+//! that broke loose drifts up the Norderelbe (an inject: a moving incident). Twelve units of fire brigade, THW,
 //! DLRG, police, ambulance service and command drive between their stations,
 //! the dike sectors of Wilhelmsburg and HafenCity and the hospitals, with
-//! their radio status. Two incidents are opened, raised and closed.
+//! their radio status. Three incidents are opened, raised and closed.
 //!
 //! The storm repeats every two tides (about 25 scenario hours) so that the
 //! scenario can run forever.
@@ -16,15 +19,14 @@ use std::collections::VecDeque;
 use std::f64::consts::TAU;
 
 use ingest::wire::{
-    IncidentMsg, SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg, UnitStatusMsg, WireTime,
-    incident_topic, sensor_meta_topic, sensor_obs_topic, unit_meta_topic, unit_pos_topic,
-    unit_status_topic,
+    SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg, UnitStatusMsg, WireTime, incident_topic,
+    sensor_meta_topic, sensor_obs_topic, unit_meta_topic, unit_pos_topic, unit_status_topic,
 };
-use serde_json::json;
 
-use crate::geo::{LatLon, round_to};
+use crate::geo::{LatLon, circle_ring, round_to};
+use crate::motion::{Leg, wall_time_between};
 use crate::rng::Rng;
-use crate::scenario::Msg;
+use crate::scenario::{IncidentState, Msg, incident_msg};
 
 /// The scenario's name.
 pub(crate) const NAME: &str = "storm-surge";
@@ -129,6 +131,16 @@ enum Model {
     Wind { scale: f64, phase: f64 },
     /// Flood gate, 1 when closed.
     Gate { close_at: f64, open_at: f64 },
+    /// A road that floods (or is closed by the police before it does):
+    /// 0 while closed, with the same hysteresis as a gate.
+    Road { close_at: f64, open_at: f64 },
+    /// Pore water pressure in a dike (sensor box in the dike body), kPa:
+    /// follows the water above the dike's foot half an hour late.
+    Dike {
+        foot_m: f64,
+        lag_s: f64,
+        factor: f64,
+    },
     /// People in a shelter.
     People { capacity: f64 },
 }
@@ -181,9 +193,32 @@ const WIND: &[(&str, &str, f64, f64, f64)] = &[
 /// at St. Pauli (m NHN).
 #[rustfmt::skip]
 const GATES: &[(&str, &str, f64, f64, f64, f64)] = &[
-    ("gate-ernst-august", "Flutschutztor Ernst-August-Kanal", 53.5125, 10.0010, 4.0, 3.6),
-    ("gate-sandtorkai",   "Flutschutztor Sandtorkai",         53.5437,  9.9870, 4.2, 3.8),
+    ("gate-ernst-august",  "Flutschutztor Ernst-August-Kanal",  53.5125, 10.0010, 4.0, 3.6),
+    ("gate-sandtorkai",    "Flutschutztor Sandtorkai",          53.5437,  9.9870, 4.2, 3.8),
+    ("gate-polder-veddel", "Sperrwerk Polder Veddel/Peute",     53.5270, 10.0330, 4.4, 3.9),
 ];
+
+/// Roads closed by the water: id, name, latitude, longitude, closing and
+/// reopening level at St. Pauli (m NHN). The Fischmarkt floods first.
+#[rustfmt::skip]
+const ROADS: &[(&str, &str, f64, f64, f64, f64)] = &[
+    ("road-grosse-elbstrasse",  "Große Elbstraße / Fischmarkt", 53.5446,  9.9510, 3.9, 3.5),
+    ("road-st-pauli-hafenstr",  "St. Pauli Hafenstraße",        53.5457,  9.9640, 4.5, 4.0),
+    ("road-alter-elbtunnel",    "Alter Elbtunnel",              53.5457,  9.9663, 4.3, 3.9),
+    ("road-am-sandtorkai",      "Am Sandtorkai",                53.5433,  9.9905, 4.8, 4.3),
+    ("road-reiherstieg-deich",  "Reiherstieg Hauptdeich",       53.5150,  9.9885, 5.8, 5.0),
+];
+
+/// Dike sensor boxes: id, name, latitude, longitude, height of the dike
+/// foot (m NHN), share of the water level felt in the dike body.
+#[rustfmt::skip]
+const DIKES: &[(&str, &str, f64, f64, f64, f64)] = &[
+    ("dike-reiherstieg",  "Deichmessbox Reiherstieg",  53.5080,  9.9905, 1.2, 0.55),
+    ("dike-spreehafen",   "Deichmessbox Spreehafen",   53.5300, 10.0040, 1.5, 0.50),
+    ("dike-georgswerder", "Deichmessbox Georgswerder", 53.5100, 10.0480, 1.0, 0.60),
+];
+/// Pore water pressure levels of the dike boxes, kPa.
+const DIKE_THRESHOLDS: &[f64] = &[15.0, 22.0, 28.0, 34.0];
 
 fn sensor_defs(params: &mut Rng) -> Vec<SensorDef> {
     let mut defs = Vec::new();
@@ -241,6 +276,32 @@ fn sensor_defs(params: &mut Rng) -> Vec<SensorDef> {
             model: Model::Gate { close_at, open_at },
         });
     }
+    for &(id, name, lat, lon, close_at, open_at) in ROADS {
+        defs.push(SensorDef {
+            id,
+            kind: "road_passable",
+            unit: "passable",
+            name,
+            pos: LatLon::new(lat, lon),
+            thresholds: None,
+            model: Model::Road { close_at, open_at },
+        });
+    }
+    for &(id, name, lat, lon, foot_m, factor) in DIKES {
+        defs.push(SensorDef {
+            id,
+            kind: "dike_pore_pressure",
+            unit: "kPa",
+            name,
+            pos: LatLon::new(lat, lon),
+            thresholds: Some(DIKE_THRESHOLDS),
+            model: Model::Dike {
+                foot_m,
+                lag_s: 1800.0,
+                factor,
+            },
+        });
+    }
     defs.push(SensorDef {
         id: "shelter-wilhelmsburg",
         kind: "people_count",
@@ -283,6 +344,22 @@ impl SensorDef {
                 } else {
                     0.0
                 }
+            }
+            Model::Road { close_at, open_at } => {
+                if gate_closed(t, close_at, open_at) {
+                    0.0
+                } else {
+                    1.0
+                }
+            }
+            Model::Dike {
+                foot_m,
+                lag_s,
+                factor,
+            } => {
+                // Hydrostatic: 9.81 kPa per metre of water above the foot.
+                let head = (water_level(t, lag_s, 1.0) - foot_m).max(0.0);
+                round_to(9.81 * factor * head + noise.noise(0.3, 1.0), 1)
             }
             Model::People { capacity } => {
                 let te = t.rem_euclid(EPISODE_S);
@@ -425,33 +502,6 @@ impl Role {
             Role::Doctor => (600.0, 1500.0),
             Role::Command => (3.0 * HOUR, 5.0 * HOUR),
         }
-    }
-}
-
-/// A stretch of a unit's day: standing still (speed 0) or driving straight
-/// from `from` to `to`, with one radio status throughout.
-#[derive(Debug, Clone, PartialEq)]
-struct Leg {
-    start: f64,
-    end: f64,
-    status: u8,
-    from: LatLon,
-    to: LatLon,
-    /// m/s; 0 while standing.
-    speed: f64,
-    /// Degrees; while standing, the heading it arrived with.
-    heading: f64,
-}
-
-impl Leg {
-    fn position(&self, t: f64) -> LatLon {
-        let span = self.end - self.start;
-        let f = if span > 0.0 {
-            ((t - self.start) / span).clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
-        self.from.lerp(self.to, f)
     }
 }
 
@@ -657,8 +707,8 @@ struct IncidentDef {
     id: &'static str,
     keyword: &'static str,
     title: &'static str,
-    /// Closed ring, `[lon, lat]` as GeoJSON has it.
-    ring: &'static [[f64; 2]],
+    /// Closed ring, `[lon, lat]` as GeoJSON has it, at a scenario time.
+    area: fn(f64) -> Vec<[f64; 2]>,
     /// Severity at a scenario time, `None` while closed.
     severity: fn(f64) -> Option<u8>,
 }
@@ -667,15 +717,17 @@ const DIKE_WILHELMSBURG: IncidentDef = IncidentDef {
     id: "thl-deich-wilhelmsburg",
     keyword: "THL",
     title: "Deichsicherung Wilhelmsburg",
-    ring: &[
-        [9.9900, 53.4950],
-        [9.9970, 53.5100],
-        [10.0150, 53.5120],
-        [10.0300, 53.5060],
-        [10.0280, 53.4920],
-        [10.0050, 53.4890],
-        [9.9900, 53.4950],
-    ],
+    area: |_| {
+        vec![
+            [9.9900, 53.4950],
+            [9.9970, 53.5100],
+            [10.0150, 53.5120],
+            [10.0300, 53.5060],
+            [10.0280, 53.4920],
+            [10.0050, 53.4890],
+            [9.9900, 53.4950],
+        ]
+    },
     // Open for the first ten hours of each storm; critical while the water
     // at St. Pauli is above 6 m NHN.
     severity: |t| {
@@ -688,13 +740,15 @@ const FLOOD_HAFENCITY: IncidentDef = IncidentDef {
     id: "wasser-hafencity-sandtorkai",
     keyword: "WASSER",
     title: "Überflutung HafenCity Sandtorkai",
-    ring: &[
-        [9.9830, 53.5405],
-        [9.9850, 53.5445],
-        [9.9970, 53.5440],
-        [9.9980, 53.5400],
-        [9.9830, 53.5405],
-    ],
+    area: |_| {
+        vec![
+            [9.9830, 53.5405],
+            [9.9850, 53.5445],
+            [9.9970, 53.5440],
+            [9.9980, 53.5400],
+            [9.9830, 53.5405],
+        ]
+    },
     // Opened 75 minutes into each storm, closed when the water has gone.
     severity: |t| {
         let open = (1.25 * HOUR..7.5 * HOUR).contains(&t.rem_euclid(EPISODE_S));
@@ -702,11 +756,55 @@ const FLOOD_HAFENCITY: IncidentDef = IncidentDef {
     },
 };
 
+/// The drifting-ship inject: a feeder vessel breaks from its moorings at
+/// the Tollerort container terminal two hours into the storm and drifts
+/// with the flood current up the Norderelbe towards the Landungsbrücken
+/// until tugs hold it off the Überseebrücke.
+const SHIP_TRACK: &[(f64, LatLon)] = &[
+    (2.0 * HOUR, LatLon::new(53.5352, 9.9430)),
+    (2.4 * HOUR, LatLon::new(53.5400, 9.9560)),
+    (2.8 * HOUR, LatLon::new(53.5428, 9.9700)),
+    (3.2 * HOUR, LatLon::new(53.5418, 9.9825)),
+];
+/// The ship is secured and the incident closed at this time.
+const SHIP_SECURED_S: f64 = 3.6 * HOUR;
+
+/// Where the drifting ship is at `t`, while it is an incident.
+fn ship_position(t: f64) -> Option<LatLon> {
+    let te = t.rem_euclid(EPISODE_S);
+    let (&(first_t, _), &(last_t, last)) = (SHIP_TRACK.first()?, SHIP_TRACK.last()?);
+    if !(first_t..SHIP_SECURED_S).contains(&te) {
+        return None;
+    }
+    if te >= last_t {
+        return Some(last);
+    }
+    SHIP_TRACK.windows(2).find(|w| te < w[1].0).map(|w| {
+        let ((t0, p0), (t1, p1)) = (w[0], w[1]);
+        p0.lerp(p1, ((te - t0) / (t1 - t0)).clamp(0.0, 1.0))
+    })
+}
+
+const DRIFTING_SHIP: IncidentDef = IncidentDef {
+    id: "schiff-treibt-norderelbe",
+    keyword: "SCHIFF",
+    title: "Feederschiff treibt auf der Norderelbe",
+    // A circle of 150 m around the ship; rounded to about 10 m so that it is
+    // published again only when the ship has moved.
+    area: |t| {
+        let p = ship_position(t).unwrap_or(LatLon::new(53.5352, 9.9430));
+        let p = LatLon::new(round_to(p.lat, 4), round_to(p.lon, 4));
+        circle_ring(p, 150.0, 12)
+    },
+    severity: |t| ship_position(t).map(|_| 3),
+};
+
 #[derive(Debug, Clone)]
 struct Incident {
     def: IncidentDef,
-    /// What was last published: `None` before the first step.
-    published: Option<Option<u8>>,
+    /// What was last published (severity, area): `None` before the first
+    /// step.
+    published: Option<Option<(u8, Vec<[f64; 2]>)>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -744,7 +842,7 @@ impl StormSurge {
             .zip(1u64..)
             .map(|(def, stream)| UnitSim::new(def, seed, stream))
             .collect();
-        let incidents = [DIKE_WILHELMSBURG, FLOOD_HAFENCITY]
+        let incidents = [DIKE_WILHELMSBURG, FLOOD_HAFENCITY, DRIFTING_SHIP]
             .into_iter()
             .map(|def| Incident {
                 def,
@@ -811,33 +909,23 @@ impl StormSurge {
 
     fn incidents(&mut self, t: f64, wall_ms: i64, refresh: bool, out: &mut Vec<Msg>) {
         for inc in &mut self.incidents {
-            let now = (inc.def.severity)(t);
-            let changed = inc.published != Some(now);
+            let now = (inc.def.severity)(t).map(|sev| (sev, (inc.def.area)(t)));
+            let changed = inc.published.as_ref() != Some(&now);
             let repeat = refresh && now.is_some();
             if !(changed || repeat) {
                 continue;
             }
             let topic = incident_topic(&self.space, inc.def.id);
-            match now {
-                Some(severity) => {
-                    let msg = IncidentMsg {
-                        ts: WireTime::rfc3339(wall_ms),
-                        keyword: inc.def.keyword.to_owned(),
-                        severity,
-                        geometry: json!({ "type": "Polygon", "coordinates": [inc.def.ring] }),
-                        title: Some(inc.def.title.to_owned()),
-                        expires: None,
-                    };
-                    out.extend(Msg::json(topic, &msg, true));
-                }
-                // Closed: an empty retained payload also clears what an
-                // earlier run may have left on the broker.
-                None => out.push(Msg {
-                    topic,
-                    payload: Vec::new(),
-                    retain: true,
+            out.extend(incident_msg(
+                topic,
+                wall_ms,
+                now.as_ref().map(|(severity, ring)| IncidentState {
+                    keyword: inc.def.keyword,
+                    title: inc.def.title,
+                    severity: *severity,
+                    ring,
                 }),
-            }
+            ));
             inc.published = Some(now);
         }
     }
@@ -854,14 +942,7 @@ impl StormSurge {
                 Some((pt, pw)) if t > pt => u
                     .changes(pt, t)
                     .into_iter()
-                    .map(|(ts, status)| {
-                        // Strictly after the previous step's messages, at
-                        // the latest at this step's.
-                        let f = (ts - pt) / (t - pt);
-                        let span = wall_ms.saturating_sub(pw).max(0);
-                        let offset = ((f * span as f64).round() as i64).clamp(1, span.max(1));
-                        (pw.saturating_add(offset), status)
-                    })
+                    .map(|(ts, status)| (wall_time_between(ts, (pt, pw), (t, wall_ms)), status))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -941,7 +1022,7 @@ impl StormSurge {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use ingest::wire::TOPIC_ROOT;
+    use ingest::wire::{IncidentMsg, TOPIC_ROOT};
 
     use super::*;
     use crate::Scenario;
@@ -1219,6 +1300,60 @@ mod tests {
         assert!((500.0..=600.0).contains(&max_people), "{max_people}");
         assert!(people.first().is_some_and(|v| v.1 < 100.0));
         assert!(people.iter().all(|v| v.1.fract() == 0.0));
+    }
+
+    #[test]
+    fn roads_close_dikes_load_and_the_ship_drifts() {
+        let steps = play(6, 300.0, 1.0, 150.0); // 12.5 scenario hours, 5 min per step
+        let at = |id: &str, t: f64| {
+            series(&steps, id)
+                .into_iter()
+                .find(|v| v.0 >= t)
+                .map(|v| v.1)
+        };
+        for (id, ..) in ROADS {
+            assert_eq!(at(id, 0.0), Some(1.0), "{id} open before the surge");
+            assert_eq!(at(id, 3.0 * HOUR), Some(0.0), "{id} closed at the peak");
+            assert_eq!(at(id, 9.5 * HOUR), Some(1.0), "{id} open at low water");
+        }
+        for (id, ..) in DIKES {
+            let peak = series(&steps, id)
+                .iter()
+                .map(|v| v.1)
+                .fold(f64::MIN, f64::max);
+            assert!((25.0..40.0).contains(&peak), "{id} peak {peak} kPa");
+            assert!(at(id, 0.0).is_some_and(|v| v < 15.0), "{id}");
+        }
+        // The ship: opened, moved up the river (east), closed.
+        let mut centres = Vec::new();
+        let mut closed_after_open = false;
+        for (_, t, msgs) in &steps {
+            for m in msgs
+                .iter()
+                .filter(|m| m.topic.ends_with("/schiff-treibt-norderelbe"))
+            {
+                if m.payload.is_empty() {
+                    closed_after_open |= !centres.is_empty();
+                    continue;
+                }
+                let inc: IncidentMsg = serde_json::from_slice(&m.payload).expect("incident");
+                assert_eq!(inc.keyword, "SCHIFF");
+                let ring = inc.geometry["coordinates"][0]
+                    .as_array()
+                    .expect("ring")
+                    .clone();
+                let lon =
+                    ring.iter().filter_map(|p| p[0].as_f64()).sum::<f64>() / ring.len() as f64;
+                centres.push((*t, lon));
+            }
+        }
+        assert!(centres.len() >= 4, "{centres:?}");
+        assert!(centres.first().is_some_and(|c| c.0 >= 2.0 * HOUR));
+        assert!(
+            centres.windows(2).all(|w| w[1].1 >= w[0].1 - 1e-9),
+            "{centres:?}"
+        );
+        assert!(closed_after_open);
     }
 
     #[test]
