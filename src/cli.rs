@@ -64,11 +64,37 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct SimArgs {
     /// Broker: mqtt://[user:pass@]host[:port].
-    #[arg(long, required_unless_present = "print_datastreams")]
+    #[arg(long, required_unless_present_any = ["print_datastreams", "print_scenario"])]
     mqtt: Option<String>,
-    /// Scenario to play.
+    /// Built-in scenario to play: storm-surge, fire-plume, mass-casualty
+    /// or heavy-rain.
     #[arg(long, default_value = "storm-surge")]
     scenario: String,
+    /// Play a scenario file instead (TOML; see crates/sensors-sim/SCENARIOS.md).
+    #[arg(long, conflicts_with_all = ["scenario", "load"])]
+    scenario_file: Option<PathBuf>,
+    /// Print a built-in scenario's file (a start for one of your own) and exit.
+    #[arg(long, value_name = "NAME")]
+    print_scenario: Option<String>,
+    /// Load mode: publish --sensors and --units at --rate instead of a scenario.
+    #[arg(long)]
+    load: bool,
+    /// Load mode: simulated sensors.
+    #[arg(long, default_value_t = 1000, requires = "load")]
+    sensors: u32,
+    /// Load mode: simulated units.
+    #[arg(long, default_value_t = 100, requires = "load")]
+    units: u32,
+    /// Load mode: messages per second; 0 = as fast as the broker takes them.
+    #[arg(long, default_value_t = 1000.0, requires = "load")]
+    rate: f64,
+    /// Faults to inject, comma-separated: duplicates, out-of-order, late,
+    /// future, malformed, silent, seq-gap (or all).
+    #[arg(long, default_value = "")]
+    faults: sensors_sim::Faults,
+    /// Probability of each fault per message (per source for silent).
+    #[arg(long, default_value_t = 0.05)]
+    fault_rate: f64,
     /// Space to publish into: live or drill-<name>.
     #[arg(long, default_value = "live")]
     space: String,
@@ -207,8 +233,26 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn sim(a: SimArgs) -> anyhow::Result<()> {
+    if let Some(name) = &a.print_scenario {
+        let Some(text) = sensors_sim::builtin_file(name) else {
+            bail!(
+                "no scenario file for {name:?}: the files are {} (storm-surge is written in Rust)",
+                sensors_sim::scenarios()
+                    .iter()
+                    .filter(|n| sensors_sim::builtin_file(n).is_some())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        print!("{text}");
+        return Ok(());
+    }
     if a.print_datastreams {
-        let mut scenario = sensors_sim::Scenario::new(&a.scenario, "live", a.seed)?;
+        let mut scenario = match &a.scenario_file {
+            Some(path) => sensors_sim::Scenario::from_file(path, "live", a.seed)?,
+            None => sensors_sim::Scenario::new(&a.scenario, "live", a.seed)?,
+        };
         let first = scenario.step(0.0, ingest::now_ms());
         print!("{}", sensors_sim::format::datastream_table(&first));
         return Ok(());
@@ -223,9 +267,20 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         seed: a.seed,
         duration: a.duration,
         format: a.format,
+        file: a.scenario_file,
+        load: a.load.then_some(sensors_sim::LoadOptions {
+            sensors: a.sensors,
+            units: a.units,
+            rate: a.rate,
+        }),
+        faults: sensors_sim::Faults {
+            rate: a.fault_rate,
+            ..a.faults
+        },
         ..SimOptions::default()
     };
     opts.validate()?;
+    let opts_faults = opts.faults.any();
     let mqtt = ingest::mqtt_options(&url, &format!("rescuemate-sim-{}", std::process::id()))?;
     let shutdown = shutdown_signal();
     let report = sensors_sim::run(mqtt, opts, server::stopped(shutdown)).await?;
@@ -233,6 +288,20 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         "published {} messages ({} acknowledged, {} dropped) over {:.0} scenario seconds",
         report.published, report.acknowledged, report.dropped, report.scenario_seconds
     );
+    if opts_faults {
+        let f = report.faults;
+        println!(
+            "faults: {} duplicated, {} out of order, {} late, {} future, {} malformed, {} sources silent ({} messages), {} seq skipped",
+            f.duplicated,
+            f.reordered,
+            f.late,
+            f.future,
+            f.malformed,
+            f.silenced_sources,
+            f.silenced,
+            f.seq_skipped
+        );
+    }
     if report.published == 0 {
         bail!("nothing was published");
     }

@@ -15,23 +15,53 @@
 //! byte-identical messages. [`run`] is a thin loop around it that publishes to
 //! an MQTT broker using the native wire contract of [`ingest::wire`].
 
+mod faults;
+mod file_engine;
 pub mod format;
 mod geo;
+mod load;
 mod motion;
 mod publish;
 mod rng;
 mod scenario;
+mod scenario_file;
 mod storm_surge;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use faults::{FAULT_NAMES, FaultCounts, Faults};
 pub use format::Format;
+pub use load::{LoadOptions, MAX_LOAD_SENSORS, MAX_LOAD_UNITS};
 pub use publish::run;
 pub use scenario::{Msg, Scenario};
 
+/// The built-in scenarios written as scenario files (`SCENARIOS.md`).
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    ("fire-plume", include_str!("../scenarios/fire-plume.toml")),
+    (
+        "mass-casualty",
+        include_str!("../scenarios/mass-casualty.toml"),
+    ),
+    ("heavy-rain", include_str!("../scenarios/heavy-rain.toml")),
+];
+
 /// Names of the scenarios this crate can play.
 pub fn scenarios() -> &'static [&'static str] {
-    &[storm_surge::NAME]
+    &[
+        storm_surge::NAME,
+        "fire-plume",
+        "mass-casualty",
+        "heavy-rain",
+    ]
+}
+
+/// The text of a built-in scenario file.
+pub fn builtin_file(name: &str) -> Option<&'static str> {
+    BUILTIN_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// How to play a scenario.
@@ -51,6 +81,12 @@ pub struct SimOptions {
     pub tick: Duration,
     /// The format messages are published in (native by default).
     pub format: Format,
+    /// Play this scenario file instead of the built-in `scenario`.
+    pub file: Option<PathBuf>,
+    /// Publish a load instead of a scenario.
+    pub load: Option<LoadOptions>,
+    /// Faults to inject (none by default).
+    pub faults: Faults,
 }
 
 impl Default for SimOptions {
@@ -63,6 +99,9 @@ impl Default for SimOptions {
             duration: None,
             tick: Duration::from_secs(1),
             format: Format::Native,
+            file: None,
+            load: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -78,8 +117,18 @@ impl SimOptions {
 
     /// Checks the options without connecting anywhere.
     pub fn validate(&self) -> Result<(), SimError> {
-        if !scenarios().contains(&self.scenario.as_str()) {
+        if let Some(load) = &self.load {
+            load.validate().map_err(SimError::InvalidOptions)?;
+        } else if let Some(path) = &self.file {
+            Scenario::from_file(path, &self.space, self.seed)?;
+        } else if !scenarios().contains(&self.scenario.as_str()) {
             return Err(SimError::UnknownScenario(self.scenario.clone()));
+        }
+        if !(self.faults.rate.is_finite() && (0.0..=1.0).contains(&self.faults.rate)) {
+            return Err(SimError::InvalidOptions(format!(
+                "fault rate must be between 0 and 1, got {}",
+                self.faults.rate
+            )));
         }
         validate_space(&self.space)?;
         if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 1.0e6) {
@@ -120,6 +169,8 @@ pub struct SimReport {
     pub scenario_seconds: f64,
     /// Successful connections to the broker (more than one means reconnects).
     pub connections: u64,
+    /// What the fault injector did (all zero without `--faults`).
+    pub faults: FaultCounts,
 }
 
 /// Why a simulation could not run.
@@ -134,6 +185,9 @@ pub enum SimError {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     InvalidOptions(String),
+    /// A scenario file cannot be read or breaks a rule of the format.
+    #[error("scenario file {0}")]
+    ScenarioFile(String),
     /// The MQTT client stopped accepting messages for good.
     #[error("MQTT client failed: {0}")]
     Mqtt(#[source] rumqttc::ClientError),

@@ -3,7 +3,11 @@
 //! that fell between two publishing steps are stamped with wall times spread
 //! between those steps.
 
-use crate::geo::LatLon;
+use ingest::wire::{UnitPosMsg, UnitStatusMsg, WireTime};
+
+use crate::geo::{LatLon, round_to};
+use crate::rng::Rng;
+use crate::scenario::Msg;
 
 /// A stretch of a unit's day: standing still (speed 0) or driving straight
 /// from `from` to `to`, with one radio status throughout. Times are
@@ -52,6 +56,57 @@ pub(crate) fn wall_time_between(
     let span = now_wall_ms.saturating_sub(prev_wall_ms).max(0);
     let offset = ((f * span as f64).round() as i64).clamp(1, span.max(1));
     prev_wall_ms.saturating_add(offset)
+}
+
+/// Radio status messages for `changes` (wall time, status) on `topic`,
+/// their times kept strictly increasing after `last_ms` (updated).
+pub(crate) fn status_msgs(
+    topic: &str,
+    changes: Vec<(i64, u8)>,
+    last_ms: &mut i64,
+    out: &mut Vec<Msg>,
+) {
+    for (ms, status) in changes {
+        let ms = ms.max(last_ms.saturating_add(1));
+        *last_ms = ms;
+        let msg = UnitStatusMsg {
+            ts: WireTime::rfc3339(ms),
+            status,
+            source: None,
+        };
+        out.extend(Msg::json(topic.to_owned(), &msg, false));
+    }
+}
+
+/// A tracker's fix of a unit on `leg` at scenario time `t`: a few metres
+/// of position noise, the leg's heading, its speed (when `moving`) with 5 %
+/// noise, an accuracy of 5 to 10 m.
+pub(crate) fn tracker_fix(
+    topic: String,
+    leg: &Leg,
+    t: f64,
+    moving: bool,
+    wall_ms: i64,
+    noise: &mut Rng,
+) -> Option<Msg> {
+    let p = leg
+        .position(t)
+        .offset_m(noise.noise(2.0, 6.0), noise.noise(2.0, 6.0));
+    let speed = if moving {
+        leg.speed * (1.0 + noise.noise(0.05, 0.15))
+    } else {
+        0.0
+    };
+    let msg = UnitPosMsg {
+        ts: WireTime::rfc3339(wall_ms),
+        lat: round_to(p.lat, 6),
+        lon: round_to(p.lon, 6),
+        heading: Some(leg.heading),
+        speed: Some(round_to(speed, 1)),
+        accuracy: Some(round_to(noise.range(5.0, 10.0), 1)),
+        source: Some("tracker".to_owned()),
+    };
+    Msg::json(topic, &msg, false)
 }
 
 #[cfg(test)]

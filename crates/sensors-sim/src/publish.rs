@@ -10,6 +10,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::faults::Injector;
 use crate::format::Translator;
 use crate::{Scenario, SimError, SimOptions, SimReport};
 
@@ -22,6 +23,12 @@ const QUEUE_CAPACITY: usize = 2_048;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the connection to close after the disconnect.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A load's publishing step.
+const LOAD_TICK: Duration = Duration::from_millis(10);
+/// Messages a load at full speed takes per turn.
+const LOAD_BURST: usize = 512;
+/// How long a load waits for room in the client's queue per message.
+const LOAD_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -51,7 +58,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<SimReport, SimError> {
     opts.validate()?;
-    let mut scenario = Scenario::new(&opts.scenario, &opts.space, opts.seed)?;
+    let mut scenario = Scenario::for_options(&opts)?;
     tracing::info!(
         scenario = scenario.name(),
         space = %opts.space,
@@ -68,9 +75,18 @@ pub async fn run(
     let mut connection = tokio::spawn(drive_connection(eventloop, link_tx, Arc::clone(&stopping)));
 
     let mut translator = Translator::new(opts.format);
+    let mut injector = Injector::new(opts.faults, opts.seed);
     let mut report = SimReport::default();
     let started = Instant::now();
-    let mut ticker = tokio::time::interval(opts.tick);
+    // A load waits for the broker rather than dropping what does not fit,
+    // and keeps its rate in small steps; at rate 0 it does not wait at all.
+    let load_rate = opts.load.map(|l| l.rate);
+    let tick = if load_rate.is_some() {
+        LOAD_TICK
+    } else {
+        opts.tick
+    };
+    let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let end = async {
         match opts.duration {
@@ -86,15 +102,34 @@ pub async fn run(
             biased;
             () = &mut shutdown => break,
             () = &mut end => break,
-            _ = ticker.tick() => {}
+            _ = ticker.tick(), if load_rate != Some(0.0) => {}
+            () = tokio::task::yield_now(), if load_rate == Some(0.0) => {}
         }
         let scenario_s = started.elapsed().as_secs_f64() * opts.speed;
-        let msgs = scenario.step(scenario_s, wall_clock_ms());
+        let msgs = if load_rate == Some(0.0) {
+            scenario.burst(LOAD_BURST, wall_clock_ms())
+        } else {
+            scenario.step(scenario_s, wall_clock_ms())
+        };
         report.ticks += 1;
         report.scenario_seconds = scenario_s;
         let mut dropped = 0u64;
+        let msgs = injector.apply(msgs);
         for msg in msgs.into_iter().flat_map(|m| translator.translate(m)) {
-            match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
+            let sent = if load_rate.is_some() {
+                // Wait while the client's queue is full, but not forever.
+                let publish = client.publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload);
+                match tokio::time::timeout(LOAD_PUBLISH_TIMEOUT, publish).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        dropped += 1;
+                        continue;
+                    }
+                }
+            } else {
+                client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload)
+            };
+            match sent {
                 Ok(()) => report.published += 1,
                 Err(e) if connection.is_finished() => {
                     failure = Some(e);
@@ -137,6 +172,7 @@ pub async fn run(
     let link = *link_rx.borrow();
     report.acknowledged = link.acked;
     report.connections = link.connections;
+    report.faults = injector.counts;
     tracing::info!(?report, "simulation finished");
     match failure {
         Some(e) => Err(SimError::Mqtt(e)),

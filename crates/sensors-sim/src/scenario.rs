@@ -4,7 +4,12 @@ use ingest::wire::{IncidentMsg, WireTime};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::{SimError, storm_surge, validate_space};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::file_engine::FileScenario;
+use crate::load::LoadScenario;
+use crate::{SimError, SimOptions, scenario_file, storm_surge, validate_space};
 
 /// One MQTT message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,36 +79,80 @@ pub(crate) fn incident_msg(
     }
 }
 
-/// A playable scenario. Deterministic: built from the same name, space and
-/// seed and stepped with the same times, it yields byte-identical messages.
+/// A playable scenario. Deterministic: built from the same name (or file),
+/// space and seed and stepped with the same times, it yields
+/// byte-identical messages.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    name: &'static str,
+    name: String,
     inner: Inner,
 }
 
 #[derive(Debug, Clone)]
 enum Inner {
     StormSurge(Box<storm_surge::StormSurge>),
+    File(Box<FileScenario>),
+    Load(Box<LoadScenario>),
 }
 
 impl Scenario {
-    /// The scenario `name` (one of [`crate::scenarios`]) publishing into
-    /// `space`, with every random choice drawn from `seed`.
+    /// The built-in scenario `name` (one of [`crate::scenarios`])
+    /// publishing into `space`, with every random choice drawn from `seed`.
     pub fn new(name: &str, space: &str, seed: u64) -> Result<Scenario, SimError> {
         validate_space(space)?;
-        match name {
-            storm_surge::NAME => Ok(Scenario {
-                name: storm_surge::NAME,
+        if name == storm_surge::NAME {
+            return Ok(Scenario {
+                name: name.to_owned(),
                 inner: Inner::StormSurge(Box::new(storm_surge::StormSurge::new(space, seed))),
-            }),
-            _ => Err(SimError::UnknownScenario(name.to_owned())),
+            });
+        }
+        let Some(text) = crate::builtin_file(name) else {
+            return Err(SimError::UnknownScenario(name.to_owned()));
+        };
+        Scenario::from_text(&format!("built-in scenario {name}"), text, space, seed)
+    }
+
+    /// A scenario from the text of a scenario file (`SCENARIOS.md`);
+    /// `origin` names it in errors.
+    pub fn from_text(
+        origin: &str,
+        text: &str,
+        space: &str,
+        seed: u64,
+    ) -> Result<Scenario, SimError> {
+        validate_space(space)?;
+        let spec = scenario_file::parse(origin, text).map_err(SimError::ScenarioFile)?;
+        Ok(Scenario {
+            name: spec.name.clone(),
+            inner: Inner::File(Box::new(FileScenario::new(Arc::new(spec), space, seed))),
+        })
+    }
+
+    /// A scenario read from the file at `path`.
+    pub fn from_file(path: &Path, space: &str, seed: u64) -> Result<Scenario, SimError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SimError::ScenarioFile(format!("{}: cannot read: {e}", path.display())))?;
+        Scenario::from_text(&path.display().to_string(), &text, space, seed)
+    }
+
+    /// The scenario the options name: a load, a file or a built-in one.
+    pub fn for_options(opts: &SimOptions) -> Result<Scenario, SimError> {
+        if let Some(load) = &opts.load {
+            validate_space(&opts.space)?;
+            return Ok(Scenario {
+                name: "load".to_owned(),
+                inner: Inner::Load(Box::new(LoadScenario::new(*load, &opts.space, opts.seed))),
+            });
+        }
+        match &opts.file {
+            Some(path) => Scenario::from_file(path, &opts.space, opts.seed),
+            None => Scenario::new(&opts.scenario, &opts.space, opts.seed),
         }
     }
 
     /// The scenario's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Advances the scenario to `scenario_s` seconds after its start and
@@ -114,10 +163,21 @@ impl Scenario {
     /// of wall time has passed since they were last sent, for subscribers that
     /// joined late on brokers without retained messages. Radio status changes
     /// that fell between two calls are stamped with wall times interpolated
-    /// between the two calls.
+    /// between the two calls. A load publishes at its rate instead: as many
+    /// messages as its rate allows for the wall time since its first step.
     pub fn step(&mut self, scenario_s: f64, wall_ms: i64) -> Vec<Msg> {
         match &mut self.inner {
             Inner::StormSurge(s) => s.step(scenario_s, wall_ms),
+            Inner::File(f) => f.step(scenario_s, wall_ms),
+            Inner::Load(l) => l.step(wall_ms),
+        }
+    }
+
+    /// For a load at full speed: the next `n` messages, whatever the time.
+    pub(crate) fn burst(&mut self, n: usize, wall_ms: i64) -> Vec<Msg> {
+        match &mut self.inner {
+            Inner::Load(l) => l.burst(n, wall_ms),
+            _ => Vec::new(),
         }
     }
 }

@@ -19,12 +19,12 @@ use std::collections::VecDeque;
 use std::f64::consts::TAU;
 
 use ingest::wire::{
-    SensorMetaMsg, SensorObsMsg, UnitMetaMsg, UnitPosMsg, UnitStatusMsg, WireTime, incident_topic,
-    sensor_meta_topic, sensor_obs_topic, unit_meta_topic, unit_pos_topic, unit_status_topic,
+    SensorMetaMsg, SensorObsMsg, UnitMetaMsg, WireTime, incident_topic, sensor_meta_topic,
+    sensor_obs_topic, unit_meta_topic, unit_pos_topic, unit_status_topic,
 };
 
 use crate::geo::{LatLon, circle_ring, round_to};
-use crate::motion::{Leg, wall_time_between};
+use crate::motion::{Leg, status_msgs, tracker_fix, wall_time_between};
 use crate::rng::Rng;
 use crate::scenario::{IncidentState, Msg, incident_msg};
 
@@ -951,44 +951,22 @@ impl StormSurge {
                     changes.push((wall_ms, leg.status));
                 }
             }
-            for (ms, status) in changes {
-                let ms = ms.max(u.last_status_ms.saturating_add(1));
-                u.last_status_ms = ms;
-                let msg = UnitStatusMsg {
-                    ts: WireTime::rfc3339(ms),
-                    status,
-                    source: None,
-                };
-                out.extend(Msg::json(
-                    unit_status_topic(&self.space, u.def.id),
-                    &msg,
-                    false,
-                ));
-            }
+            status_msgs(
+                &unit_status_topic(&self.space, u.def.id),
+                changes,
+                &mut u.last_status_ms,
+                out,
+            );
 
             // Position from the tracker.
             let Some(leg) = u.leg_at(t) else { continue };
-            let p = leg
-                .position(t)
-                .offset_m(self.noise.noise(2.0, 6.0), self.noise.noise(2.0, 6.0));
-            let speed = if leg.speed > 0.0 {
-                leg.speed * (1.0 + self.noise.noise(0.05, 0.15))
-            } else {
-                0.0
-            };
-            let msg = UnitPosMsg {
-                ts: WireTime::rfc3339(wall_ms),
-                lat: round_to(p.lat, 6),
-                lon: round_to(p.lon, 6),
-                heading: Some(leg.heading),
-                speed: Some(round_to(speed, 1)),
-                accuracy: Some(round_to(self.noise.range(5.0, 10.0), 1)),
-                source: Some("tracker".to_owned()),
-            };
-            out.extend(Msg::json(
+            out.extend(tracker_fix(
                 unit_pos_topic(&self.space, u.def.id),
-                &msg,
-                false,
+                leg,
+                t,
+                leg.speed > 0.0,
+                wall_ms,
+                &mut self.noise,
             ));
             u.forget_before(t);
         }
@@ -1022,7 +1000,7 @@ impl StormSurge {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use ingest::wire::{IncidentMsg, TOPIC_ROOT};
+    use ingest::wire::{IncidentMsg, TOPIC_ROOT, UnitPosMsg, UnitStatusMsg};
 
     use super::*;
     use crate::Scenario;
