@@ -43,6 +43,8 @@ struct IncidentPlay {
     title: String,
     area: Area,
     timeline: Vec<(f64, Option<(u8, String)>)>,
+    /// A generated job (not written in the file).
+    generated: bool,
     /// What was last published; `None` before the first step.
     published: Option<Option<Shown>>,
 }
@@ -89,6 +91,7 @@ impl FileScenario {
                 title: i.title.clone(),
                 area: i.area.clone(),
                 timeline: i.timeline.clone(),
+                generated: false,
                 published: None,
             })
             .collect();
@@ -191,11 +194,9 @@ impl FileScenario {
             let now =
                 state.map(|(sev, kw)| (*sev, kw.clone(), ring(&inc.area, &self.spec.plumes, tau)));
             let changed = inc.published.as_ref() != Some(&now);
-            // Jobs that never opened need no closing message at the start.
-            let untouched = inc.published.is_none()
-                && now.is_none()
-                && !self.spec.incidents.iter().any(|i| i.id == inc.id);
-            if untouched {
+            // A job not yet come in needs no closing message at the start
+            // (a written incident gets one, clearing an earlier run's).
+            if inc.generated && inc.published.is_none() && now.is_none() {
                 inc.published = Some(None);
                 continue;
             }
@@ -626,6 +627,7 @@ fn dispatch(
                 (open, Some((jobs.severity, jobs.keyword.clone()))),
                 (close.min(d), None),
             ],
+            generated: true,
             published: None,
         });
     }

@@ -13,7 +13,16 @@
 //! [`Scenario::step`] is a pure function of the seed and the sequence of
 //! `(scenario time, wall time)` pairs it is called with: the same inputs give
 //! byte-identical messages. [`run`] is a thin loop around it that publishes to
-//! an MQTT broker using the native wire contract of [`ingest::wire`].
+//! an MQTT broker using the native wire contract of [`ingest::wire`]
+//! (optionally translated to a standard [`Format`], with [`Faults`] injected).
+//!
+//! `storm-surge` is written in Rust; the other built-in scenarios are
+//! scenario files (TOML, described in `SCENARIOS.md`), the same format drill
+//! staff use for their own. A load ([`LoadOptions`]) publishes many sensors
+//! and units at a target rate for the benchmarks.
+//!
+//! This crate must not depend on anything of ingest but its wire types and
+//! topic syntax: it speaks to the server only through a broker.
 
 mod faults;
 mod file_engine;

@@ -1096,6 +1096,19 @@ mod tests {
     }
 
     #[test]
+    fn the_example_of_the_format_description_is_valid() {
+        let doc = include_str!("../SCENARIOS.md");
+        let example = doc
+            .rsplit("```toml")
+            .next()
+            .and_then(|s| s.split("```").next())
+            .expect("an example");
+        let spec = parse("SCENARIOS.md", example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.name, "uebung-altona");
+        assert_eq!(spec.incidents[0].timeline.len(), 3);
+    }
+
+    #[test]
     fn a_minimal_file_is_read_with_defaults() {
         let spec = parse(
             "t.toml",
