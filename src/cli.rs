@@ -28,7 +28,7 @@ enum Command {
     Demo(DemoArgs),
     /// The server: ingest, fusion, viewer.
     Serve(ServeArgs),
-    /// Publishes a scenario to an MQTT broker.
+    /// Publishes a scenario, a scenario file or a load to an MQTT broker.
     Sim(SimArgs),
     /// Benchmarks; `--json` prints one JSON object as the last line.
     #[command(subcommand)]
@@ -40,9 +40,13 @@ struct DemoArgs {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, default_value = crate::config::DEFAULT_HTTP)]
     http: SocketAddr,
-    /// Scenario-time compression of the simulated storm surge.
+    /// Scenario-time compression of the simulated scenario.
     #[arg(long, default_value_t = 60.0)]
     speed: f64,
+    /// Built-in scenario to show: storm-surge, fire-plume, mass-casualty or
+    /// heavy-rain.
+    #[arg(long, default_value = "storm-surge")]
+    scenario: String,
 }
 
 #[derive(Debug, Args)]
@@ -90,8 +94,8 @@ struct SimArgs {
     rate: f64,
     /// Faults to inject, comma-separated: duplicates, out-of-order, late,
     /// future, malformed, silent, seq-gap (or all).
-    #[arg(long, default_value = "")]
-    faults: sensors_sim::Faults,
+    #[arg(long)]
+    faults: Option<sensors_sim::Faults>,
     /// Probability of each fault per message (per source for silent).
     #[arg(long, default_value_t = 0.05)]
     fault_rate: f64,
@@ -199,6 +203,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let opts = SimOptions {
+        speed: a.speed,
+        ..SimOptions::new(a.scenario.as_str())
+    };
+    opts.validate()?;
     let config = Config::default();
     let shutdown = shutdown_signal();
     // Any free port for the broker, so the demo runs beside a local Mosquitto.
@@ -211,15 +220,11 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     )
     .await?;
     let broker_url = running.broker_url.clone();
-    let opts = SimOptions {
-        speed: a.speed,
-        ..SimOptions::new("storm-surge")
-    };
-    opts.validate()?;
+    let scenario = opts.scenario.clone();
     let mqtt = ingest::mqtt_options(&broker_url, "rescuemate-demo-sim")?;
     let sim = tokio::spawn(sensors_sim::run(mqtt, opts, server::stopped(shutdown)));
     println!(
-        "RESCUE MATE demo: open http://{}/  (storm surge St. Pauli, MQTT {broker_url}; Ctrl-C stops)",
+        "RESCUE MATE demo: open http://{}/  (scenario {scenario}, MQTT {broker_url}; Ctrl-C stops)",
         running.http
     );
     let _ = std::io::stdout().flush();
@@ -275,7 +280,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
         }),
         faults: sensors_sim::Faults {
             rate: a.fault_rate,
-            ..a.faults
+            ..a.faults.unwrap_or_default()
         },
         ..SimOptions::default()
     };
