@@ -289,6 +289,15 @@ timeline = [{ at = 0, severity = 2 }]
             && err.contains("unit[0] \"u\".station: unknown place \"wache\""),
         "{err}"
     );
+    // The built-in files are printed as they are, to start one's own from.
+    let printed = sim(&["--print-scenario", "heavy-rain"]);
+    let printed = assert_ok(&printed, "sim --print-scenario");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/sensors-sim/scenarios/heavy-rain.toml"
+    ))
+    .expect("the shipped file");
+    assert_eq!(printed, shipped);
     let typo = dir.join("tippfehler.toml");
     std::fs::write(&typo, "[scenario]\nname = \"k\"\ntitel = \"K\"\n").expect("write");
     let typo_path = typo.display().to_string();

@@ -547,6 +547,19 @@ fn check_after(prev: Option<f64>, t: f64, field: &str) -> Result<(), String> {
     }
 }
 
+/// A timeline entry after the end would never happen: a mistake.
+fn check_within(t: f64, duration_s: f64, field: &str) -> Result<(), String> {
+    if t < duration_s {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: {} is not before the end of the scenario ({})",
+            clock(t),
+            clock(duration_s)
+        ))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Checker {
     places: BTreeMap<String, LatLon>,
@@ -758,6 +771,7 @@ impl Checker {
                 let sf = format!("{f}.timeline[{k}]");
                 let at = time_of(&s.at, &format!("{sf}.at"))?;
                 check_after(prev, at, &format!("{sf}.at"))?;
+                check_within(at, duration_s, &format!("{sf}.at"))?;
                 prev = Some(at);
                 let then = match s.then {
                     Some(t) => {
@@ -994,6 +1008,7 @@ impl Checker {
                 let sf = format!("{f}.timeline[{k}]");
                 let at = time_of(&s.at, &format!("{sf}.at"))?;
                 check_after(prev, at, &format!("{sf}.at"))?;
+                check_within(at, duration_s, &format!("{sf}.at"))?;
                 prev = Some(at);
                 if let Some(kw) = &s.keyword {
                     if kw.trim().is_empty() || s.closed {
@@ -1187,6 +1202,10 @@ mod tests {
             (
                 unit("{ at = \"soon\", status = 2 }"),
                 "timeline[0].at: \"soon\" is not a time",
+            ),
+            (
+                unit("{ at = \"01:00\", status = 2 }"),
+                "timeline[0].at: 01:00:00 is not before the end of the scenario (01:00:00)",
             ),
             (
                 unit("{ at = 0, status = 2, then = 4 }"),
