@@ -83,6 +83,11 @@ async fn every_scenario_reaches_the_picture(addr: SocketAddr, mqtt: &str) {
         0.0,
         "nothing the scenarios sent was refused"
     );
+    assert_eq!(
+        metric(addr, "rm_fusion_refused_total", &[]).unwrap_or(0.0),
+        0.0,
+        "the picture took every incident area and status"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
