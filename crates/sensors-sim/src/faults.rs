@@ -260,7 +260,7 @@ mod tests {
     use super::*;
     use crate::Scenario;
 
-    const T0_MS: i64 = 1_795_428_000_000;
+    use crate::test_support::T0_MS;
 
     /// Ten minutes of storm surge at ×60 through an injector.
     fn run(faults: &str, rate: f64, seed: u64) -> (Vec<Msg>, Vec<Msg>, FaultCounts) {

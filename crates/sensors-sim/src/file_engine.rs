@@ -19,11 +19,9 @@ use ingest::wire::{
 use crate::geo::{LatLon, circle_ring, round_to};
 use crate::motion::{Leg, status_msgs, tracker_fix, wall_time_between};
 use crate::rng::Rng;
-use crate::scenario::{IncidentState, Msg, incident_msg};
+use crate::scenario::{IncidentState, MetaRefresh, Msg, incident_msg, scenario_time};
 use crate::scenario_file::{Area, Jobs, Plume, RainCell, SensorSpec, Spec, UnitSpec};
 
-/// Descriptions are repeated after this much wall time.
-const META_REFRESH_MS: i64 = 60_000;
 /// Streets are not straight lines: a drive takes this much longer than the
 /// straight distance at the unit's speed.
 const ROAD_FACTOR: f64 = 1.3;
@@ -68,7 +66,7 @@ pub(crate) struct FileScenario {
     sent: Vec<u64>,
     noise: Rng,
     seq_base: Option<u64>,
-    last_meta_ms: Option<i64>,
+    meta_refresh: MetaRefresh,
     prev: Option<(f64, i64)>,
 }
 
@@ -114,7 +112,7 @@ impl FileScenario {
             incidents,
             noise: Rng::new(seed, NOISE_STREAM),
             seq_base: None,
-            last_meta_ms: None,
+            meta_refresh: MetaRefresh::default(),
             prev: None,
         }
     }
@@ -131,21 +129,14 @@ impl FileScenario {
     }
 
     pub(crate) fn step(&mut self, scenario_s: f64, wall_ms: i64) -> Vec<Msg> {
-        let t = if scenario_s.is_finite() {
-            scenario_s.max(0.0)
-        } else {
-            0.0
-        };
+        let t = scenario_time(scenario_s);
         // Time went back (a restarted clock): forget what was published.
         if self.prev.is_some_and(|(pt, _)| t < pt) {
             self.prev = None;
         }
-        let refresh = self
-            .last_meta_ms
-            .is_none_or(|last| wall_ms.saturating_sub(last) >= META_REFRESH_MS || wall_ms < last);
+        let refresh = self.meta_refresh.due(wall_ms);
         let mut out = Vec::new();
         if refresh {
-            self.last_meta_ms = Some(wall_ms);
             self.metas(&mut out);
         }
         let tau = self.episode(t);
@@ -460,18 +451,25 @@ impl LegBuilder {
         }
     }
 
-    fn stay(&mut self, start: f64, end: f64, status: u8) {
+    /// Appends a leg from the current position to `to` (moving there),
+    /// unless it would take no time.
+    fn push(&mut self, start: f64, end: f64, status: u8, to: LatLon, speed: f64) {
         if end > start {
             self.legs.push(Leg {
                 start,
                 end,
                 status,
                 from: self.pos,
-                to: self.pos,
-                speed: 0.0,
+                to,
+                speed,
                 heading: self.heading,
             });
         }
+        self.pos = to;
+    }
+
+    fn stay(&mut self, start: f64, end: f64, status: u8) {
+        self.push(start, end, status, self.pos, 0.0);
     }
 
     /// Seconds to drive to `to`.
@@ -495,18 +493,7 @@ impl LegBuilder {
         } else {
             (until, self.pos.lerp(to, (until - start) / travel))
         };
-        if end > start {
-            self.legs.push(Leg {
-                start,
-                end,
-                status,
-                from: self.pos,
-                to: dest,
-                speed: self.speed,
-                heading: self.heading,
-            });
-        }
-        self.pos = dest;
+        self.push(start, end, status, dest, self.speed);
         (arrive <= until).then_some(arrive)
     }
 
@@ -646,13 +633,12 @@ fn dispatch(
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use ingest::wire::{IncidentMsg, TOPIC_ROOT, UnitPosMsg, UnitStatusMsg};
+    use ingest::wire::{IncidentMsg, UnitPosMsg, UnitStatusMsg};
 
     use super::*;
     use crate::Scenario;
+    use crate::test_support::{T0_MS, split_topic};
 
-    /// 2026-11-23T10:00:00Z.
-    const T0_MS: i64 = 1_795_428_000_000;
     const SPACE: &str = "drill-file";
 
     /// One step: wall time, scenario time, messages.
@@ -677,15 +663,7 @@ mod tests {
     }
 
     fn split(topic: &str) -> (String, String, String) {
-        let rest = topic
-            .strip_prefix(&format!("{TOPIC_ROOT}/{SPACE}/"))
-            .unwrap_or_else(|| panic!("foreign topic {topic}"));
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            [kind, id] => (kind.to_string(), id.to_string(), String::new()),
-            [kind, id, leaf] => (kind.to_string(), id.to_string(), leaf.to_string()),
-            _ => panic!("unexpected topic {topic}"),
-        }
+        split_topic(topic, SPACE)
     }
 
     /// `(scenario time, value, carried position)` of one reading.

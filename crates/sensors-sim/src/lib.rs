@@ -35,6 +35,8 @@ mod rng;
 mod scenario;
 mod scenario_file;
 mod storm_surge;
+#[cfg(test)]
+mod test_support;
 
 use std::path::PathBuf;
 use std::time::Duration;

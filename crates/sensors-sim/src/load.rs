@@ -289,7 +289,7 @@ fn unit_id(i: usize) -> String {
 mod tests {
     use super::*;
 
-    const T0_MS: i64 = 1_795_428_000_000;
+    use crate::test_support::T0_MS;
 
     fn opts(rate: f64) -> LoadOptions {
         LoadOptions {

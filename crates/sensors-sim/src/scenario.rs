@@ -41,6 +41,41 @@ impl Msg {
     }
 }
 
+/// Descriptions are repeated after this much wall time.
+const META_REFRESH_MS: i64 = 60_000;
+
+/// When descriptions (retained, but not every broker keeps them) go out
+/// again: at the first step and whenever a minute of wall time has passed
+/// (or the wall clock went back).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MetaRefresh {
+    last_ms: Option<i64>,
+}
+
+impl MetaRefresh {
+    /// Whether the descriptions are due at `wall_ms` (and, if so, noted as
+    /// sent).
+    pub fn due(&mut self, wall_ms: i64) -> bool {
+        let due = self
+            .last_ms
+            .is_none_or(|last| wall_ms.saturating_sub(last) >= META_REFRESH_MS || wall_ms < last);
+        if due {
+            self.last_ms = Some(wall_ms);
+        }
+        due
+    }
+}
+
+/// A scenario time as given to `step`, made usable: not before the start,
+/// and the start for a time that is not a number.
+pub(crate) fn scenario_time(scenario_s: f64) -> f64 {
+    if scenario_s.is_finite() {
+        scenario_s.max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// What an open incident looks like at one moment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IncidentState<'a> {

@@ -479,7 +479,8 @@ fn parse_time_text(text: &str) -> Option<f64> {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// An id of the MQTT contract: 1 to 64 of `[A-Za-z0-9._-]`.
+pub(crate) fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()

@@ -26,7 +26,7 @@ use ingest::wire::{
 use crate::geo::{LatLon, circle_ring, round_to};
 use crate::motion::{Leg, status_msgs, tracker_fix, wall_time_between};
 use crate::rng::Rng;
-use crate::scenario::{IncidentState, Msg, incident_msg};
+use crate::scenario::{IncidentState, MetaRefresh, Msg, incident_msg, scenario_time};
 
 /// The scenario's name.
 pub(crate) const NAME: &str = "storm-surge";
@@ -47,8 +47,6 @@ const BASE_SETUP_M: f64 = 0.8;
 const SURGE_SETUP_M: f64 = 2.95;
 const STORM_PEAK_S: f64 = 2.5 * HOUR;
 const STORM_WIDTH_S: f64 = 2.2 * HOUR;
-/// Descriptions are repeated after this much wall time.
-const META_REFRESH_MS: i64 = 60_000;
 /// Storm surge classes at St. Pauli, m NHN.
 const WATER_THRESHOLDS: &[f64] = &[3.6, 4.6, 5.6, 7.0];
 /// Beaufort 8, 9, 10 and 11 in m/s.
@@ -822,7 +820,7 @@ pub(crate) struct StormSurge {
     /// Sequence numbers start at the first step's wall time, so a restarted
     /// simulator continues above the numbers it sent before.
     seq_base: Option<u64>,
-    last_meta_ms: Option<i64>,
+    meta_refresh: MetaRefresh,
     /// Scenario and wall time of the previous step.
     prev: Option<(f64, i64)>,
 }
@@ -856,23 +854,16 @@ impl StormSurge {
             incidents,
             noise: Rng::new(seed, NOISE_STREAM),
             seq_base: None,
-            last_meta_ms: None,
+            meta_refresh: MetaRefresh::default(),
             prev: None,
         }
     }
 
     pub(crate) fn step(&mut self, scenario_s: f64, wall_ms: i64) -> Vec<Msg> {
-        let t = if scenario_s.is_finite() {
-            scenario_s.max(0.0)
-        } else {
-            0.0
-        };
-        let refresh = self
-            .last_meta_ms
-            .is_none_or(|last| wall_ms.saturating_sub(last) >= META_REFRESH_MS || wall_ms < last);
+        let t = scenario_time(scenario_s);
+        let refresh = self.meta_refresh.due(wall_ms);
         let mut out = Vec::new();
         if refresh {
-            self.last_meta_ms = Some(wall_ms);
             self.metas(&mut out);
         }
         self.incidents(t, wall_ms, refresh, &mut out);
@@ -1000,13 +991,12 @@ impl StormSurge {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use ingest::wire::{IncidentMsg, TOPIC_ROOT, UnitPosMsg, UnitStatusMsg};
+    use ingest::wire::{IncidentMsg, UnitPosMsg, UnitStatusMsg};
 
     use super::*;
     use crate::Scenario;
-
-    /// 2026-11-23T10:00:00Z.
-    const T0_MS: i64 = 1_795_428_000_000;
+    use crate::scenario_file::valid_id;
+    use crate::test_support::{T0_MS, split_topic};
 
     /// One step of a run: wall time, scenario time, messages.
     type Step = (i64, f64, Vec<Msg>);
@@ -1026,22 +1016,7 @@ mod tests {
 
     /// `(entity kind, id, leaf)` of a topic of this scenario.
     fn parse_topic(topic: &str) -> (String, String, String) {
-        let rest = topic
-            .strip_prefix(&format!("{TOPIC_ROOT}/drill-test/"))
-            .unwrap_or_else(|| panic!("foreign topic {topic}"));
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            [kind, id] => (kind.to_string(), id.to_string(), String::new()),
-            [kind, id, leaf] => (kind.to_string(), id.to_string(), leaf.to_string()),
-            _ => panic!("unexpected topic {topic}"),
-        }
-    }
-
-    fn valid_id(id: &str) -> bool {
-        (1..=64).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        split_topic(topic, "drill-test")
     }
 
     fn ms(ts: &WireTime) -> i64 {
