@@ -185,3 +185,63 @@ async fn bad_options_are_refused_before_connecting() {
     let err = run(options("it-bad", 1), opts, std::future::pending()).await;
     assert!(matches!(err, Err(SimError::InvalidSpace(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_at_full_speed_waits_for_the_broker_and_loses_nothing() {
+    let port = start_broker();
+    let opts = SimOptions {
+        space: "drill-load".into(),
+        duration: Some(Duration::from_millis(1_500)),
+        load: Some(sensors_sim::LoadOptions {
+            sensors: 500,
+            units: 50,
+            rate: 0.0,
+        }),
+        ..SimOptions::default()
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        run(options("it-load", port), opts, std::future::pending()),
+    )
+    .await
+    .expect("run ends after its duration")
+    .expect("run");
+    // Far more than a scenario sends, none dropped, all acknowledged.
+    assert!(report.published > 5_000, "{report:?}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert_eq!(report.acknowledged, report.published, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_file_is_checked_before_connecting_and_then_played() {
+    let dir = std::env::temp_dir().join(format!("rm-sim-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("broken.toml");
+    std::fs::write(&path, "[scenario]\nname = \"x\"\n").expect("write");
+    let opts = SimOptions {
+        file: Some(path.clone()),
+        ..SimOptions::default()
+    };
+    let err = run(options("it-file", 1), opts, std::future::pending()).await;
+    assert!(
+        matches!(&err, Err(SimError::ScenarioFile(m)) if m.contains("broken.toml") && m.contains("title")),
+        "{err:?}"
+    );
+    let text = sensors_sim::builtin_file("mass-casualty").expect("built in");
+    std::fs::write(&path, text).expect("write");
+    let port = start_broker();
+    let opts = SimOptions {
+        file: Some(path),
+        space: "drill-file".into(),
+        speed: 600.0,
+        duration: Some(Duration::from_secs(1)),
+        tick: Duration::from_millis(100),
+        ..SimOptions::default()
+    };
+    let report = run(options("it-file", port), opts, std::future::pending())
+        .await
+        .expect("run");
+    assert!(report.published > 100, "{report:?}");
+    assert_eq!(report.acknowledged, report.published, "{report:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
