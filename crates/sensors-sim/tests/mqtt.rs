@@ -245,3 +245,29 @@ async fn a_scenario_file_is_checked_before_connecting_and_then_played() {
     assert_eq!(report.acknowledged, report.published, "{report:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_load_into_an_unreachable_broker_still_ends_on_time() {
+    let port = free_port(); // nothing listens there
+    let opts = SimOptions {
+        space: "drill-noload".into(),
+        duration: Some(Duration::from_millis(1_500)),
+        load: Some(sensors_sim::LoadOptions {
+            sensors: 100,
+            units: 10,
+            rate: 0.0,
+        }),
+        ..SimOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let report = run(options("it-noload", port), opts, std::future::pending())
+        .await
+        .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.acknowledged, 0, "{report:?}");
+    assert!(report.dropped > 0, "{report:?}");
+}
