@@ -241,13 +241,8 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
     if let Some(name) = &a.print_scenario {
         let Some(text) = sensors_sim::builtin_file(name) else {
             bail!(
-                "no scenario file for {name:?}: the files are {} (storm-surge is written in Rust)",
-                sensors_sim::scenarios()
-                    .iter()
-                    .filter(|n| sensors_sim::builtin_file(n).is_some())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "unknown scenario {name:?} (known: {})",
+                sensors_sim::scenarios().join(", ")
             );
         };
         print!("{text}");

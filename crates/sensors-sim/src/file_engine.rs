@@ -20,7 +20,7 @@ use crate::geo::{LatLon, circle_ring, round_to};
 use crate::motion::{Leg, status_msgs, tracker_fix, wall_time_between};
 use crate::rng::Rng;
 use crate::scenario::{IncidentState, MetaRefresh, Msg, incident_msg, scenario_time};
-use crate::scenario_file::{Area, Jobs, Plume, RainCell, SensorSpec, Spec, UnitSpec};
+use crate::scenario_file::{Area, Jobs, Missions, Plume, RainCell, SensorSpec, Spec, UnitSpec};
 
 /// Streets are not straight lines: a drive takes this much longer than the
 /// straight distance at the unit's speed.
@@ -30,6 +30,10 @@ const ROAD_FACTOR: f64 = 1.3;
 const UNSERVED_JOB_S: f64 = 1_800.0;
 const NOISE_STREAM: u64 = 2_000;
 const JOBS_STREAM: u64 = 2_001;
+/// Each unit's missions draw from their own stream, from this one on.
+const MISSIONS_STREAM: u64 = 2_100;
+/// At most this many missions per unit and run of the timeline.
+const MAX_MISSIONS: usize = 10_000;
 
 /// An open incident as published: severity, keyword, ring.
 type Shown = (u8, String, Vec<[f64; 2]>);
@@ -76,8 +80,12 @@ impl FileScenario {
         let mut units: Vec<UnitPlay> = spec
             .units
             .iter()
-            .map(|u| UnitPlay {
-                legs: timeline_legs(u, d),
+            .zip(0u64..)
+            .map(|(u, i)| UnitPlay {
+                legs: match &u.missions {
+                    Some(m) => mission_legs(u, m, d, &mut Rng::new(seed, MISSIONS_STREAM + i)),
+                    None => timeline_legs(u, d),
+                },
                 last_status_ms: i64::MIN,
             })
             .collect();
@@ -276,6 +284,9 @@ fn sensor_value(s: &SensorSpec, spec: &Spec, tau: f64, pos: LatLon, noise: &mut 
     if let Some(tide) = &s.tide {
         v += tide.amplitude * (TAU * (tau - tide.high_water_s) / tide.period_s).cos();
     }
+    if let Some(b) = &s.surge {
+        v += b.height * (-0.5 * ((tau - b.peak_s) / b.width_s).powi(2)).exp();
+    }
     if let Some((p, peak)) = s.plume {
         if let Some(plume) = spec.plumes.get(p) {
             v += peak * plume_share(plume, tau, pos);
@@ -434,6 +445,7 @@ fn status_changes(legs: &[Leg], d: f64, repeat: bool, from: f64, to: f64) -> Vec
 }
 
 /// Builds legs one after the other from a unit's position.
+#[derive(Clone)]
 struct LegBuilder {
     legs: Vec<Leg>,
     pos: LatLon,
@@ -497,6 +509,23 @@ impl LegBuilder {
         (arrive <= until).then_some(arrive)
     }
 
+    /// When the last leg ends.
+    fn end(&self) -> f64 {
+        self.legs.last().map_or(0.0, |l| l.end)
+    }
+
+    /// Stays in `status` for `span_s` after the last leg.
+    fn stay_for(&mut self, span_s: f64, status: u8) {
+        let start = self.end();
+        self.stay(start, start + span_s, status);
+    }
+
+    /// Drives to `to` after the last leg, in `status`.
+    fn drive_on(&mut self, status: u8, to: LatLon) {
+        let start = self.end();
+        self.drive(start, f64::INFINITY, status, to);
+    }
+
     /// The legs, never empty: a unit with nothing to do stands at its
     /// station in status 2 all along.
     fn finish(mut self, d: f64) -> Vec<Leg> {
@@ -526,6 +555,54 @@ fn timeline_legs(u: &UnitSpec, d: f64) -> Vec<Leg> {
             None => b.stay(s.at, until, s.status),
         }
     }
+    b.finish(d)
+}
+
+/// The legs of a unit planning its own missions from `rng` over `[0, d]`:
+/// only missions that are over (the unit back at its station) by `d`, so a
+/// repeating timeline starts again where it ended.
+fn mission_legs(u: &UnitSpec, m: &Missions, d: f64, rng: &mut Rng) -> Vec<Leg> {
+    let range = |rng: &mut Rng, (lo, hi): (f64, f64)| rng.range(lo, hi);
+    let mut b = LegBuilder::new(u.station, u.speed_mps);
+    for n in 0..MAX_MISSIONS {
+        let mut next = b.clone();
+        next.stay_for(
+            range(rng, if n == 0 { m.first_wait_s } else { m.wait_s }),
+            2,
+        );
+        let site = m.to[rng.index(m.to.len())];
+        let scene = site.offset_m(
+            rng.range(-m.spread_m, m.spread_m),
+            rng.range(-m.spread_m, m.spread_m),
+        );
+        next.drive_on(3, scene);
+        let work = range(rng, m.on_scene_s);
+        if m.transport.is_empty() && rng.chance(m.speak) {
+            // A request to speak (status 5) in the middle of the work.
+            let before = work * rng.range(0.2, 0.7);
+            next.stay_for(before, 4);
+            next.stay_for(rng.range(45.0, 150.0), 5);
+            next.stay_for(work - before, 4);
+        } else {
+            next.stay_for(work, 4);
+        }
+        if !m.transport.is_empty() {
+            let hospital = m.transport[rng.index(m.transport.len())];
+            next.drive_on(7, hospital);
+            next.stay_for(range(rng, m.handover_s), 8);
+        }
+        next.drive_on(1, u.station);
+        if rng.chance(m.pause) {
+            // Back, but not ready yet: refuel, clean, restock.
+            next.stay_for(range(rng, m.pause_s), 6);
+        }
+        if next.end() > d {
+            break;
+        }
+        b = next;
+    }
+    let end = b.end();
+    b.stay(end, d, 2);
     b.finish(d)
 }
 
@@ -749,7 +826,11 @@ mod tests {
 
     #[test]
     fn every_file_scenario_is_deterministic_valid_and_plausible() {
-        for name in ["fire-plume", "mass-casualty", "heavy-rain"] {
+        for name in crate::scenarios() {
+            let text = crate::builtin_file(name).expect("built in");
+            let duration = crate::scenario_file::parse(name, text)
+                .expect("valid")
+                .duration_s;
             let a = play(name, 5, 60.0, 8.0 * 3600.0);
             let b = play(name, 5, 60.0, 8.0 * 3600.0);
             assert_eq!(a, b, "{name}: same seed, same bytes");
@@ -796,7 +877,7 @@ mod tests {
                                     LatLon::new(*lat, *lon).distance_m(LatLon::new(p.lat, p.lon));
                                 // Straight-line progress at most 60 m/s, plus tracker noise;
                                 // a repeating timeline starts again at the station.
-                                let wrapped = (t / 3600.0).floor() != (pt / 3600.0).floor();
+                                let wrapped = (t / duration).floor() != (pt / duration).floor();
                                 assert!(
                                     wrapped || d <= 60.0 * (t - pt) + 30.0,
                                     "{name} {id} jumped {d} m"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::file_engine::FileScenario;
 use crate::load::LoadScenario;
-use crate::{SimError, SimOptions, scenario_file, storm_surge, validate_space};
+use crate::{SimError, SimOptions, scenario_file, validate_space};
 
 /// One MQTT message ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,6 @@ pub struct Scenario {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    StormSurge(Box<storm_surge::StormSurge>),
     File(Box<FileScenario>),
     Load(Box<LoadScenario>),
 }
@@ -135,12 +134,6 @@ impl Scenario {
     /// publishing into `space`, with every random choice drawn from `seed`.
     pub fn new(name: &str, space: &str, seed: u64) -> Result<Scenario, SimError> {
         validate_space(space)?;
-        if name == storm_surge::NAME {
-            return Ok(Scenario {
-                name: name.to_owned(),
-                inner: Inner::StormSurge(Box::new(storm_surge::StormSurge::new(space, seed))),
-            });
-        }
         let Some(text) = crate::builtin_file(name) else {
             return Err(SimError::UnknownScenario(name.to_owned()));
         };
@@ -202,7 +195,6 @@ impl Scenario {
     /// messages as its rate allows for the wall time since its first step.
     pub fn step(&mut self, scenario_s: f64, wall_ms: i64) -> Vec<Msg> {
         match &mut self.inner {
-            Inner::StormSurge(s) => s.step(scenario_s, wall_ms),
             Inner::File(f) => f.step(scenario_s, wall_ms),
             Inner::Load(l) => l.step(wall_ms),
         }

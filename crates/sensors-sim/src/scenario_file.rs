@@ -98,6 +98,8 @@ struct RawSensor {
     #[serde(default)]
     tide: Option<RawTide>,
     #[serde(default)]
+    surge: Option<RawSurge>,
+    #[serde(default)]
     noise: Option<f64>,
     #[serde(default)]
     plume: Option<String>,
@@ -124,6 +126,36 @@ struct RawTide {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSurge {
+    height: f64,
+    peak: Time,
+    width: Time,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMissions {
+    to: Vec<Where>,
+    #[serde(default)]
+    spread_m: Option<f64>,
+    #[serde(default)]
+    first_wait: Option<[Time; 2]>,
+    wait: [Time; 2],
+    on_scene: [Time; 2],
+    #[serde(default)]
+    speak: Option<f64>,
+    #[serde(default)]
+    transport: Vec<Where>,
+    #[serde(default)]
+    handover: Option<[Time; 2]>,
+    #[serde(default)]
+    pause: Option<f64>,
+    #[serde(default)]
+    pause_for: Option<[Time; 2]>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawUnit {
     id: String,
     callsign: String,
@@ -139,6 +171,8 @@ struct RawUnit {
     timeline: Vec<RawUnitStep>,
     #[serde(default)]
     dispatch: Option<String>,
+    #[serde(default)]
+    missions: Option<RawMissions>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +351,7 @@ pub(crate) struct SensorSpec {
     pub thresholds: Option<Vec<f64>>,
     pub curve: Curve,
     pub tide: Option<Tide>,
+    pub surge: Option<Surge>,
     pub noise: f64,
     /// Index of the plume and the value on its axis at the source.
     pub plume: Option<(usize, f64)>,
@@ -347,6 +382,34 @@ pub(crate) struct UnitSpec {
     pub timeline: Vec<UnitStep>,
     /// Index of the `[[jobs]]` group this unit is dispatched to.
     pub dispatch: Option<usize>,
+    /// Missions planned from the seed, one after the other.
+    pub missions: Option<Missions>,
+}
+
+/// A unit's own missions, drawn from the seed: wait at the station (2),
+/// drive to one of `to` (3), work on scene (4, now and then 5 to speak),
+/// carry a patient to one of `transport` (7, 8) if given, return (1),
+/// now and then restock (6).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Missions {
+    pub to: Vec<LatLon>,
+    pub spread_m: f64,
+    pub first_wait_s: (f64, f64),
+    pub wait_s: (f64, f64),
+    pub on_scene_s: (f64, f64),
+    pub speak: f64,
+    pub transport: Vec<LatLon>,
+    pub handover_s: (f64, f64),
+    pub pause: f64,
+    pub pause_s: (f64, f64),
+}
+
+/// A Gaussian bump over time (a storm set-up).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Surge {
+    pub height: f64,
+    pub peak_s: f64,
+    pub width_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -548,6 +611,24 @@ fn check_after(prev: Option<f64>, t: f64, field: &str) -> Result<(), String> {
     }
 }
 
+/// A `[min, max]` pair of times.
+fn time_range(r: &[Time; 2], field: &str) -> Result<(f64, f64), String> {
+    let lo = time_of(&r[0], &format!("{field}[0]"))?;
+    let hi = time_of(&r[1], &format!("{field}[1]"))?;
+    if hi < lo {
+        return Err(format!("{field}: the second time is before the first"));
+    }
+    Ok((lo, hi))
+}
+
+fn check_share(p: f64, field: &str) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{field}: a share is 0…1, got {p}"))
+    }
+}
+
 /// A timeline entry after the end would never happen: a mistake.
 fn check_within(t: f64, duration_s: f64, field: &str) -> Result<(), String> {
     if t < duration_s {
@@ -574,6 +655,49 @@ impl Checker {
                 format!("{field}: unknown place {name:?} (name one of [places] or give [lat, lon])")
             }),
         }
+    }
+
+    fn missions(&self, m: &RawMissions, f: &str) -> Result<Missions, String> {
+        if m.to.is_empty() {
+            return Err(format!("{f}.to: needs at least one place"));
+        }
+        let places = |list: &[Where], field: &str| -> Result<Vec<LatLon>, String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, w)| self.place(w, &format!("{f}.{field}[{i}]")))
+                .collect()
+        };
+        let wait_s = time_range(&m.wait, &format!("{f}.wait"))?;
+        let on_scene_s = time_range(&m.on_scene, &format!("{f}.on_scene"))?;
+        if on_scene_s.0 <= 0.0 {
+            return Err(format!(
+                "{f}.on_scene: the work on scene must take some time"
+            ));
+        }
+        Ok(Missions {
+            to: places(&m.to, "to")?,
+            spread_m: match m.spread_m {
+                Some(x) => check_positive(x, MAX_RADIUS_M, &format!("{f}.spread_m"))?,
+                None => 60.0,
+            },
+            first_wait_s: match &m.first_wait {
+                Some(r) => time_range(r, &format!("{f}.first_wait"))?,
+                None => (0.0, 600.0),
+            },
+            wait_s,
+            on_scene_s,
+            speak: check_share(m.speak.unwrap_or(0.0), &format!("{f}.speak"))?,
+            transport: places(&m.transport, "transport")?,
+            handover_s: match &m.handover {
+                Some(r) => time_range(r, &format!("{f}.handover"))?,
+                None => (600.0, 1_200.0),
+            },
+            pause: check_share(m.pause.unwrap_or(0.0), &format!("{f}.pause"))?,
+            pause_s: match &m.pause_for {
+                Some(r) => time_range(r, &format!("{f}.pause_for"))?,
+                None => (600.0, 1_500.0),
+            },
+        })
     }
 
     fn curve(&self, points: &[(Time, f64)], step: bool, field: &str) -> Result<Curve, String> {
@@ -699,14 +823,7 @@ impl Checker {
                 }
                 None => None,
             };
-            let range = |r: &[Time; 2], field: &str| -> Result<(f64, f64), String> {
-                let lo = time_of(&r[0], &format!("{f}.{field}[0]"))?;
-                let hi = time_of(&r[1], &format!("{f}.{field}[1]"))?;
-                if hi < lo {
-                    return Err(format!("{f}.{field}: the second time is before the first"));
-                }
-                Ok((lo, hi))
-            };
+            let range = |r: &[Time; 2], field: &str| time_range(r, &format!("{f}.{field}"));
             let work_s = range(&j.work, "work")?;
             if work_s.0 <= 0.0 {
                 return Err(format!("{f}.work: the work on scene must take some time"));
@@ -756,9 +873,9 @@ impl Checker {
                     let Some(&g) = job_ids.get(name) else {
                         return Err(format!("{f}.dispatch: no [[jobs]] group {name:?}"));
                     };
-                    if !u.timeline.is_empty() {
+                    if !u.timeline.is_empty() || u.missions.is_some() {
                         return Err(format!(
-                            "{f}: a unit either follows a timeline or is dispatched to jobs, not both"
+                            "{f}: a unit follows a timeline, is dispatched to jobs or plans its missions: one of them"
                         ));
                     }
                     dispatched.insert(g);
@@ -795,6 +912,15 @@ impl Checker {
                     then,
                 });
             }
+            if u.missions.is_some() && !u.timeline.is_empty() {
+                return Err(format!(
+                    "{f}: a unit follows a timeline, is dispatched to jobs or plans its missions: one of them"
+                ));
+            }
+            let missions = match &u.missions {
+                Some(m) => Some(self.missions(m, &format!("{f}.missions"))?),
+                None => None,
+            };
             units.push(UnitSpec {
                 id: u.id.clone(),
                 callsign: u.callsign.clone(),
@@ -809,6 +935,7 @@ impl Checker {
                 )?,
                 timeline,
                 dispatch,
+                missions,
             });
         }
         for (g, j) in jobs.iter().enumerate() {
@@ -885,6 +1012,18 @@ impl Checker {
                 }),
                 None => None,
             };
+            let surge = match &s.surge {
+                Some(b) => Some(Surge {
+                    height: check_finite(b.height, &format!("{f}.surge.height"))?,
+                    peak_s: time_of(&b.peak, &format!("{f}.surge.peak"))?,
+                    width_s: check_positive(
+                        time_of(&b.width, &format!("{f}.surge.width"))?,
+                        MAX_DURATION_S,
+                        &format!("{f}.surge.width"),
+                    )?,
+                }),
+                None => None,
+            };
             let noise = s.noise.unwrap_or(0.0);
             if !(noise.is_finite() && noise >= 0.0) {
                 return Err(format!("{f}.noise: must be ≥ 0, got {noise}"));
@@ -908,6 +1047,7 @@ impl Checker {
                 thresholds: s.thresholds.clone(),
                 curve: self.curve(&s.curve, s.step, &format!("{f}.curve"))?,
                 tide,
+                surge,
                 noise,
                 plume,
                 rain: match s.rain {
@@ -1100,7 +1240,7 @@ mod tests {
 
     #[test]
     fn the_built_in_files_are_valid_and_named_as_listed() {
-        for name in crate::scenarios().iter().filter(|n| **n != "storm-surge") {
+        for name in crate::scenarios() {
             let text = crate::builtin_file(name).expect("a file");
             let spec = parse(name, text).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(spec.name, *name);
