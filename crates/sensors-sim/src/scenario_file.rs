@@ -1403,6 +1403,36 @@ mod tests {
                 "jobs[0] \"wasser\": no unit is dispatched to it",
             ),
             (
+                file(
+                    "[[unit]]\nid = \"m\"\ncallsign = \"RTW 1\"\ntype = \"RTW\"\norg = \"rescue\"\nstation = \"wache\"\n[unit.missions]\nto = []\nwait = [0, 60]\non_scene = [60, 120]\n",
+                ),
+                "unit[0] \"m\".missions.to: needs at least one place",
+            ),
+            (
+                file(
+                    "[[unit]]\nid = \"m\"\ncallsign = \"RTW 1\"\ntype = \"RTW\"\norg = \"rescue\"\nstation = \"wache\"\n[unit.missions]\nto = [\"wache\"]\nwait = [0, 60]\non_scene = [60, 120]\npause = 1.5\n",
+                ),
+                "unit[0] \"m\".missions.pause: a share is 0…1, got 1.5",
+            ),
+            (
+                file(
+                    "[[unit]]\nid = \"m\"\ncallsign = \"RTW 1\"\ntype = \"RTW\"\norg = \"rescue\"\nstation = \"wache\"\ntimeline = [{ at = 0, status = 2 }]\n[unit.missions]\nto = [\"wache\"]\nwait = [0, 60]\non_scene = [60, 120]\n",
+                ),
+                "plans its missions: one of them",
+            ),
+            (
+                file(
+                    "[[unit]]\nid = \"m\"\ncallsign = \"RTW 1\"\ntype = \"RTW\"\norg = \"rescue\"\nstation = \"wache\"\n[unit.missions]\nto = [\"wache\"]\nwait = [\"00:30\", \"00:10\"]\non_scene = [60, 120]\n",
+                ),
+                "unit[0] \"m\".missions.wait: the second time is before the first",
+            ),
+            (
+                file(
+                    "[[sensor]]\nid = \"s\"\nkind = \"k\"\nunit = \"u\"\nplace = \"wache\"\nsurge = { height = 2, peak = \"00:30\", width = 0 }\n",
+                ),
+                "sensor[0] \"s\".surge.width: must be above 0",
+            ),
+            (
                 "[scenario]\nname = \"Big Fire\"\ntitle = \"T\"\nduration = 60\n".to_owned(),
                 "scenario.name: \"Big Fire\" must be 1 to 32 of [a-z0-9-]",
             ),
