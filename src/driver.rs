@@ -1,22 +1,53 @@
 //! The owner task: the one place the pictures live.
 //!
-//! It receives accepted events from ingest (bounded channel), applies them
-//! to the picture of their space, and every tick flushes each picture into
-//! one delta that it broadcasts. It also answers the viewer's requests
-//! (open a space, snapshot, acknowledge) between events, so snapshots and
-//! deltas are always consistent by sequence number.
+//! It receives accepted events from ingest (bounded channel), writes them
+//! to the event log, then applies them to the picture of their space
+//! (write-ahead), and every tick flushes each picture into one delta that
+//! it broadcasts. It also answers the viewer's requests (open a space,
+//! snapshot, acknowledge, a picture of the past) between events, so
+//! snapshots and deltas are always consistent by sequence number.
+//!
+//! The log is written here rather than in the ingest loop so that it holds
+//! events and operators' actions in exactly the order the picture applied
+//! them: that order is what makes a recovered or replayed picture's digest
+//! equal the original's. Ingest acknowledges a message to the broker only
+//! once [`Driver::logged`] has counted its events.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use fusion::{Envelope, Outcome, Picture, PictureConfig, Viewport};
-use tokio::sync::{broadcast, mpsc};
+use ingest::log::{self, EventLog, Op, OpRecord, Record, Window};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use viewer::hub::{Hub, Request, SnapshotReply, SpaceHandle};
 
 use ingest::now_ms;
+
+/// The pictures' clock.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The server's wall clock.
+    #[default]
+    Wall,
+    /// Driven by a replayed log: the receive time of the record replayed
+    /// last.
+    Log(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// Now, epoch milliseconds.
+    pub fn now(&self) -> i64 {
+        match self {
+            Clock::Wall => now_ms(),
+            Clock::Log(t) => t.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Settings of the owner task.
 #[derive(Debug, Clone)]
@@ -27,6 +58,32 @@ pub struct DriverConfig {
     pub ring: usize,
     /// The engine.
     pub picture: PictureConfig,
+    /// What "now" is.
+    pub clock: Clock,
+}
+
+/// What a replay hands the owner task, in order.
+#[derive(Debug)]
+pub enum Feed {
+    /// A logged record (already moved into its drill space): applied with
+    /// the log's clock, never logged again.
+    Record(Record),
+    /// The digest of `space` after everything fed before it.
+    Digest {
+        /// The space.
+        space: String,
+        /// Gets the digest.
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// What recovery found in the log.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Records applied, per space.
+    pub records: BTreeMap<String, u64>,
+    /// Segments that could not be read to their end.
+    pub damaged: Vec<log::Damage>,
 }
 
 struct Space {
@@ -66,6 +123,12 @@ pub struct Driver {
     hub: Arc<Hub>,
     spaces: BTreeMap<String, Space>,
     counters: Counters,
+    log: Option<EventLog>,
+    /// Events from ingest's channel that are logged (or, without a log,
+    /// taken), counted from the start.
+    logged: watch::Sender<u64>,
+    /// Reused for each batch.
+    records: Vec<Record>,
 }
 
 impl Driver {
@@ -76,9 +139,59 @@ impl Driver {
             hub,
             spaces: BTreeMap::new(),
             counters: Counters::new(),
+            log: None,
+            logged: watch::channel(0).0,
+            records: Vec::with_capacity(BATCH),
         };
         d.open(fusion::space::LIVE);
         d
+    }
+
+    /// Writes every event and action to `log` before applying it.
+    pub fn with_log(mut self, log: EventLog) -> Driver {
+        self.log = Some(log);
+        self
+    }
+
+    /// How many of ingest's events are safe in the log (ingest holds its
+    /// acknowledgements to the broker until then).
+    pub fn logged(&self) -> watch::Receiver<u64> {
+        self.logged.subscribe()
+    }
+
+    /// Rebuilds every space's picture from the log (blocking: call it
+    /// before the loop, off the async threads).
+    pub fn recover(&mut self) -> anyhow::Result<Recovery> {
+        let mut report = Recovery::default();
+        let Some(dir) = self.log.as_ref().map(|l| l.dir().to_path_buf()) else {
+            return Ok(report);
+        };
+        let tick_ms = i64::try_from(self.config.tick.as_millis()).unwrap_or(50);
+        for name in log::spaces(&dir)? {
+            let space = self.open(&name);
+            let mut last_flush: Option<i64> = None;
+            let mut now = None;
+            let read = log::read_space(&dir.join(&name), Window::default(), |r| {
+                let t = r.received_ms();
+                apply_record(&mut space.picture, &r);
+                now = Some(t);
+                if last_flush.is_none_or(|f| t - f >= tick_ms) {
+                    space.picture.flush(t);
+                    last_flush = Some(t);
+                }
+            })?;
+            if let Some(t) = now {
+                space.picture.flush(t);
+            }
+            metrics::counter!("rm_log_recovered_total").increment(read.records);
+            report.records.insert(name, read.records);
+            report.damaged.extend(read.damaged);
+        }
+        if !report.damaged.is_empty() {
+            metrics::counter!("rm_log_damaged_segments_total")
+                .increment(report.damaged.len() as u64);
+        }
+        Ok(report)
     }
 
     fn open(&mut self, name: &str) -> &mut Space {
@@ -106,9 +219,11 @@ impl Driver {
         space
     }
 
-    fn apply(&mut self, env: &Envelope, now: i64) {
+    /// Applies one event; the picture's clock is its receive time, so a
+    /// recovered or replayed picture sees exactly what this one saw.
+    fn apply(&mut self, env: &Envelope) {
         let space = self.open(&env.space);
-        match space.picture.apply(env, now) {
+        match space.picture.apply(env, env.received_ms) {
             Ok(outcome) => {
                 let c = &self.counters;
                 match outcome {
@@ -138,8 +253,59 @@ impl Driver {
         }
     }
 
-    fn tick(&mut self) {
+    /// Logs a batch from ingest (one Arrow batch per run of one space),
+    /// then applies it.
+    fn take(&mut self, batch: &mut Vec<Envelope>) {
+        let n = batch.len() as u64;
+        if self.log.is_none() {
+            for env in batch.drain(..) {
+                self.apply(&env);
+            }
+            self.logged.send_modify(|c| *c += n);
+            return;
+        }
+        let mut records = std::mem::take(&mut self.records);
+        records.extend(batch.drain(..).map(Record::Event));
+        if let Some(log) = self.log.as_mut() {
+            let now = now_ms();
+            for run in records.chunk_by(|a, b| a.space() == b.space()) {
+                if let Err(e) = log.append(run[0].space(), run, now) {
+                    // Liveness first: the picture goes on, loudly degraded.
+                    metrics::counter!("rm_log_write_errors_total").increment(1);
+                    error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
+                }
+            }
+        }
+        self.logged.send_modify(|c| *c += n);
+        for r in &records {
+            if let Record::Event(env) = r {
+                self.apply(env);
+            }
+        }
+        records.clear();
+        self.records = records;
+    }
+
+    /// Logs an operator's action that changed a picture.
+    fn log_op(&mut self, space: &str, op: Op) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
         let now = now_ms();
+        let record = Record::Op(OpRecord {
+            space: space.to_owned(),
+            at_ms: now,
+            actor: None,
+            op,
+        });
+        if let Err(e) = log.append(space, std::slice::from_ref(&record), now) {
+            metrics::counter!("rm_log_write_errors_total").increment(1);
+            error!(error = %e, space, "cannot write an operator's action to the event log");
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.config.clock.now();
         for space in self.spaces.values_mut() {
             Self::flush(space, now);
         }
@@ -156,7 +322,7 @@ impl Driver {
                 viewport,
                 reply,
             } => {
-                let now = now_ms();
+                let now = self.config.clock.now();
                 let answer = self.spaces.get_mut(&space).map(|s| {
                     // Flush first, so the snapshot's seq covers every event
                     // applied so far and the next delta continues from it.
@@ -182,6 +348,10 @@ impl Driver {
                     Some(s) => s.picture.remove(kind, &id).map_err(|e| e.to_string()),
                     None => Err(format!("no space {space:?}")),
                 };
+                if result.is_ok() {
+                    let entity = kind.into();
+                    self.log_op(&space, Op::Remove { entity, id });
+                }
                 let _ = reply.send(result);
             }
             Request::Ack {
@@ -193,16 +363,57 @@ impl Driver {
                     Some(s) => s.picture.ack(&alert).map_err(|e| e.to_string()),
                     None => Err(format!("no space {space:?}")),
                 };
+                if result.is_ok() {
+                    self.log_op(&space, Op::Ack { alert });
+                }
                 let _ = reply.send(result);
+            }
+            Request::History {
+                space,
+                at_ms,
+                viewport,
+                reply,
+            } => {
+                let Some(dir) = self.log.as_ref().map(|l| l.dir().join(&space)) else {
+                    let _ = reply.send(Err(
+                        "this server keeps no event log (start it with --data DIR)".to_owned(),
+                    ));
+                    return;
+                };
+                let config = self.config.picture.clone();
+                // Reading the log may take a while: never on the owner task.
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(history(&dir, config, at_ms, viewport));
+                });
+            }
+        }
+    }
+
+    fn feed(&mut self, item: Feed) {
+        match item {
+            Feed::Record(r) => {
+                if let Clock::Log(t) = &self.config.clock {
+                    t.store(r.received_ms(), Ordering::Relaxed);
+                }
+                let space = self.open(r.space());
+                apply_record(&mut space.picture, &r);
+            }
+            Feed::Digest { space, reply } => {
+                let now = self.config.clock.now();
+                let s = self.open(&space);
+                Self::flush(s, now);
+                let _ = reply.send(s.picture.digest());
             }
         }
     }
 
     /// Runs until `shutdown` resolves or ingest and the viewer both hang up.
+    /// `feed`: a replay's records, if this owner task serves one.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Envelope>,
         mut requests: mpsc::Receiver<Request>,
+        mut feed: Option<mpsc::Receiver<Feed>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut tick = tokio::time::interval(self.config.tick);
@@ -217,15 +428,74 @@ impl Driver {
                     if n == 0 {
                         continue;
                     }
-                    let now = now_ms();
-                    for env in batch.drain(..) {
-                        self.apply(&env, now);
-                    }
+                    self.take(&mut batch);
                 }
                 Some(req) = requests.recv() => self.request(req),
+                Some(item) = next_fed(&mut feed) => self.feed(item),
                 else => break,
             }
         }
         self.tick();
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.close()
+        {
+            error!(error = %e, "cannot close the event log's segments");
+        }
     }
+}
+
+async fn next_fed(feed: &mut Option<mpsc::Receiver<Feed>>) -> Option<Feed> {
+    match feed {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a logged record to a picture, its receive time as the clock.
+pub fn apply_record(picture: &mut Picture, r: &Record) {
+    match r {
+        // Refusals and duplicates are the picture's to decide, as they
+        // were the first time.
+        Record::Event(env) => {
+            let _ = picture.apply(env, env.received_ms);
+        }
+        Record::Op(o) => {
+            let _ = match &o.op {
+                Op::Ack { alert } => picture.ack(alert).map_err(|e| e.to_string()),
+                Op::Remove { entity, id } => picture
+                    .remove((*entity).into(), id)
+                    .map_err(|e| e.to_string()),
+            };
+        }
+    }
+}
+
+/// The picture of one space's log `dir` as it was at `at_ms`.
+fn history(
+    dir: &Path,
+    config: PictureConfig,
+    at_ms: i64,
+    viewport: Viewport,
+) -> Result<SnapshotReply, String> {
+    let mut picture = Picture::new(config);
+    let window = Window {
+        from_ms: None,
+        to_ms: Some(at_ms),
+    };
+    let read = log::read_space(dir, window, |r| apply_record(&mut picture, &r))
+        .map_err(|e| e.to_string())?;
+    if read.segments == 0 {
+        return Err(format!(
+            "the event log has nothing for this space at or before {at_ms}"
+        ));
+    }
+    picture.flush(at_ms);
+    let vp = Viewport {
+        bbox: viewport.bbox,
+        res: picture.nearest_resolution(u8::from(viewport.res)),
+    };
+    Ok(SnapshotReply {
+        snapshot: picture.snapshot(&vp, at_ms),
+        digest: picture.digest(),
+    })
 }

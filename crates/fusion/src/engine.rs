@@ -394,18 +394,19 @@ fn plausibility(
             return (Quality::Suspect, Some("spike"));
         }
     }
-    if let (Some(after), Some(since)) = (checks.flat_after_ms, s.same_since_ms) {
-        if s.value == Some(v) && o.ts_ms - since > after {
-            return (Quality::Suspect, Some("flat_line"));
-        }
+    if let (Some(after), Some(since)) = (checks.flat_after_ms, s.same_since_ms)
+        && s.value == Some(v)
+        && o.ts_ms - since > after
+    {
+        return (Quality::Suspect, Some("flat_line"));
     }
     if s.quality == Quality::Suspect {
         return (Quality::Provisional, Some("after_suspect"));
     }
-    if let (Some(tolerance), Some(median)) = (checks.neighbour_tolerance, neighbours) {
-        if (v - median).abs() > tolerance {
-            return (Quality::Provisional, Some("neighbours_disagree"));
-        }
+    if let (Some(tolerance), Some(median)) = (checks.neighbour_tolerance, neighbours)
+        && (v - median).abs() > tolerance
+    {
+        return (Quality::Provisional, Some("neighbours_disagree"));
     }
     (Quality::Ok, None)
 }
@@ -539,15 +540,14 @@ impl Picture {
         let spec_unit = m.unit.clone();
         let kind_id = self.names.intern(&m.kind);
         let existing = self.sensors.get(&m.id);
-        if let Some(s) = existing {
-            if s.kind_id == kind_id
-                && *s.unit == *m.unit
-                && s.name.as_deref() == m.name.as_deref()
-                && s.pos == Some((m.lat, m.lon))
-                && s.thresholds == m.thresholds
-            {
-                return Ok(Outcome::Duplicate);
-            }
+        if let Some(s) = existing
+            && s.kind_id == kind_id
+            && *s.unit == *m.unit
+            && s.name.as_deref() == m.name.as_deref()
+            && s.pos == Some((m.lat, m.lon))
+            && s.thresholds == m.thresholds
+        {
+            return Ok(Outcome::Duplicate);
         }
         let mut s = existing
             .cloned()
@@ -711,7 +711,7 @@ impl Picture {
         }
         values.sort_unstable_by(f64::total_cmp);
         let mid = values.len() / 2;
-        Some(if values.len() % 2 == 0 {
+        Some(if values.len().is_multiple_of(2) {
             (values[mid - 1] + values[mid]) / 2.0
         } else {
             values[mid]

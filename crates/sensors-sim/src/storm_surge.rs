@@ -865,10 +865,11 @@ impl StormSurge {
                     .collect(),
                 _ => Vec::new(),
             };
-            if changes.is_empty() && (prev.is_none() || refresh) {
-                if let Some(leg) = u.leg_at(t) {
-                    changes.push((wall_ms, leg.status));
-                }
+            if changes.is_empty()
+                && (prev.is_none() || refresh)
+                && let Some(leg) = u.leg_at(t)
+            {
+                changes.push((wall_ms, leg.status));
             }
             for (ms, status) in changes {
                 let ms = ms.max(u.last_status_ms.saturating_add(1));

@@ -64,6 +64,17 @@ pub enum Request {
         /// Gets the outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// The picture as it was at a past time, rebuilt from the event log.
+    History {
+        /// The space.
+        space: String,
+        /// The time, epoch milliseconds.
+        at_ms: i64,
+        /// The viewport.
+        viewport: Viewport,
+        /// Gets the snapshot, or why there is none.
+        reply: oneshot::Sender<Result<SnapshotReply, String>>,
+    },
     /// Acknowledge an alert.
     Ack {
         /// The space.
@@ -190,6 +201,26 @@ impl Hub {
         })
         .await?
         .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+    }
+
+    /// A snapshot of `viewport` in `space` as it was at `at_ms`.
+    pub async fn history(
+        &self,
+        space: &str,
+        at_ms: i64,
+        viewport: Viewport,
+    ) -> Result<SnapshotReply, HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
+        self.ask(|reply| Request::History {
+            space: space.to_owned(),
+            at_ms,
+            viewport,
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
     }
 
     /// Removes a unit or sensor from a space's picture.

@@ -130,13 +130,8 @@ async fn snapshot(
     Path(space): Path<String>,
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
-    if q.at.is_some() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "at= (time travel) needs the event log, which this server does not keep yet".into(),
-        ));
-    }
     let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let at = q.at.as_deref().map(parse_time).transpose().map_err(bad)?;
     let bbox = q
         .bbox
         .as_deref()
@@ -144,15 +139,30 @@ async fn snapshot(
         .transpose()
         .map_err(bad)?;
     let vp = parse_viewport(bbox, q.res).map_err(bad)?;
-    let reply = s.hub.snapshot(&space, vp).await?;
+    let reply = match at {
+        Some(t) => s.hub.history(&space, t, vp).await?,
+        None => s.hub.snapshot(&space, vp).await?,
+    };
     let body = SnapshotMsg {
         kind: "snapshot",
         space: &space,
         drill: fusion::space::is_drill(&space),
         snapshot: &reply.snapshot,
         digest: &reply.digest,
+        at,
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// `at=`: epoch milliseconds or RFC 3339 (`2026-12-01T21:00:00Z`).
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("at={s:?}: not epoch milliseconds or RFC 3339 ({e})"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("at={s:?}: out of range"))
 }
 
 async fn remove_unit(

@@ -137,6 +137,7 @@ impl Client {
             drill: self.space.drill,
             snapshot: &reply.snapshot,
             digest: &reply.digest,
+            at: None,
         });
         self.send_text(text).await
     }

@@ -68,10 +68,11 @@ pub fn spaces(root: &Path) -> Result<Vec<String>, LogError> {
     };
     for entry in entries {
         let entry = entry?;
-        if let Some(name) = entry.file_name().to_str() {
-            if entry.file_type()?.is_dir() && fusion::space::is_valid_space(name) {
-                names.push(name.to_owned());
-            }
+        if let Some(name) = entry.file_name().to_str()
+            && entry.file_type()?.is_dir()
+            && fusion::space::is_valid_space(name)
+        {
+            names.push(name.to_owned());
         }
     }
     names.sort();
@@ -132,10 +133,10 @@ pub fn read_space(
         // A segment ends where the next begins: skip those wholly before
         // the window.
         let next_start = all.get(i + 1).map(|n| n.start_ms);
-        if let (Some(from), Some(next)) = (window.from_ms, next_start) {
-            if next < from {
-                continue;
-            }
+        if let (Some(from), Some(next)) = (window.from_ms, next_start)
+            && next < from
+        {
+            continue;
         }
         report.segments += 1;
         let mut read = 0u64;
