@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use fusion::{Envelope, Outcome, Picture, PictureConfig, Viewport};
-use ingest::log::{self, EventLog, Op, OpRecord, Record, Window};
+use fusion::{Envelope, Journal, JournalEntry, Outcome, Picture, PictureConfig, Viewport};
+use ingest::log::{self, EventLog, MissionLog, Op, OpRecord, Record, Window};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
@@ -89,6 +89,19 @@ pub struct Recovery {
 struct Space {
     picture: Picture,
     handle: SpaceHandle,
+    /// Turns deltas into mission-log entries.
+    journal: Journal,
+    /// The mission log (in the space's folder with a data folder).
+    mission: MissionLog,
+}
+
+impl Space {
+    fn enter(&mut self, entries: Vec<JournalEntry>) {
+        if let Err(e) = self.mission.append(entries) {
+            metrics::counter!("rm_log_write_errors_total").increment(1);
+            error!(error = %e, space = %self.handle.name, "cannot write the mission log");
+        }
+    }
 }
 
 /// Counters touched per event, looked up once.
@@ -127,6 +140,9 @@ pub struct Driver {
     /// Events from ingest's channel that are logged (or, without a log,
     /// taken), counted from the start.
     logged: watch::Sender<u64>,
+    /// Rebuilding from the log: what happened then is in the mission log
+    /// already.
+    recovering: bool,
     /// Reused for each batch.
     records: Vec<Record>,
 }
@@ -141,6 +157,7 @@ impl Driver {
             counters: Counters::new(),
             log: None,
             logged: watch::channel(0).0,
+            recovering: false,
             records: Vec::with_capacity(BATCH),
         };
         d.open(fusion::space::LIVE);
@@ -150,6 +167,14 @@ impl Driver {
     /// Writes every event and action to `log` before applying it.
     pub fn with_log(mut self, log: EventLog) -> Driver {
         self.log = Some(log);
+        // Spaces opened before (live) keep their mission log there too.
+        let names: Vec<String> = self.spaces.keys().cloned().collect();
+        for name in names {
+            let mission = self.mission_log(&name);
+            if let Some(s) = self.spaces.get_mut(&name) {
+                s.mission = mission;
+            }
+        }
         self
     }
 
@@ -167,6 +192,7 @@ impl Driver {
             return Ok(report);
         };
         let tick_ms = i64::try_from(self.config.tick.as_millis()).unwrap_or(50);
+        self.recovering = true;
         for name in log::spaces(&dir)? {
             let space = self.open(&name);
             let mut last_flush: Option<i64> = None;
@@ -183,10 +209,17 @@ impl Driver {
             if let Some(t) = now {
                 space.picture.flush(t);
             }
+            let all = Viewport {
+                bbox: None,
+                res: space.picture.resolutions()[0],
+            };
+            let shown = space.picture.snapshot(&all, now.unwrap_or(0));
+            space.journal.seed(&shown);
             metrics::counter!("rm_log_recovered_total").increment(read.records);
             report.records.insert(name, read.records);
             report.damaged.extend(read.damaged);
         }
+        self.recovering = false;
         if !report.damaged.is_empty() {
             metrics::counter!("rm_log_damaged_segments_total")
                 .increment(report.damaged.len() as u64);
@@ -205,13 +238,24 @@ impl Driver {
             self.hub.register(handle.clone());
             info!(space = name, drill = handle.drill, "space opened");
             metrics::gauge!("rm_spaces").increment(1.0);
-            self.spaces.insert(
-                name.to_owned(),
-                Space {
-                    picture: Picture::new(self.config.picture.clone()),
-                    handle,
-                },
-            );
+            let mission = self.mission_log(name);
+            let mut space = Space {
+                picture: Picture::new(self.config.picture.clone()),
+                handle,
+                journal: Journal::default(),
+                mission,
+            };
+            if space.handle.drill && !self.recovering {
+                let now = self.config.clock.now();
+                space.enter(vec![Journal::action(
+                    "drill_opened",
+                    Some(name),
+                    None,
+                    format!("EXERCISE {name} begins"),
+                    now,
+                )]);
+            }
+            self.spaces.insert(name.to_owned(), space);
         }
         let Some(space) = self.spaces.get_mut(name) else {
             unreachable!("inserted above")
@@ -245,9 +289,34 @@ impl Driver {
         }
     }
 
+    /// The mission log of `space`: its file with a data folder.
+    fn mission_log(&self, space: &str) -> MissionLog {
+        let Some(dir) = self.log.as_ref().map(|l| l.dir().join(space)) else {
+            return MissionLog::in_memory();
+        };
+        match MissionLog::open(&dir) {
+            Ok((m, 0)) => m,
+            Ok((m, bad)) => {
+                warn!(
+                    space,
+                    bad_lines = bad,
+                    "mission log: unreadable lines skipped (a crash mid-write?)"
+                );
+                m
+            }
+            Err(e) => {
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space, "cannot open the mission log: kept in memory only");
+                MissionLog::in_memory()
+            }
+        }
+    }
+
     fn flush(space: &mut Space, now: i64) {
         if let Some(delta) = space.picture.flush(now) {
             metrics::counter!("rm_fusion_deltas_total").increment(1);
+            let entries = space.journal.observe(&delta, now);
+            space.enter(entries);
             // No receivers is fine: nobody is watching this space.
             let _ = space.handle.deltas.send(Arc::new(delta));
         }
@@ -284,6 +353,40 @@ impl Driver {
         }
         records.clear();
         self.records = records;
+    }
+
+    /// Empties a drill space's picture; its log and mission log are moved
+    /// aside (kept for the after-action review) and begin afresh.
+    fn reset(&mut self, space: &str) -> Result<(), String> {
+        if !fusion::space::is_drill(space) {
+            return Err(format!("{space:?} is not a drill space"));
+        }
+        let now = self.config.clock.now();
+        let Some(seq) = self.spaces.get(space).map(|s| s.picture.seq()) else {
+            return Err(format!("no space {space:?}"));
+        };
+        if let Some(log) = self.log.as_mut() {
+            log.reset(space, now).map_err(|e| e.to_string())?;
+        }
+        let mission = self.mission_log(space);
+        let config = self.config.picture.clone();
+        let Some(s) = self.spaces.get_mut(space) else {
+            return Err(format!("no space {space:?}"));
+        };
+        s.picture = Picture::new(config);
+        // Clients go on counting: the next delta follows the last one.
+        s.picture.continue_seq(seq);
+        s.journal = Journal::default();
+        s.mission = mission;
+        s.enter(vec![Journal::action(
+            "drill_reset",
+            Some(space),
+            None,
+            format!("EXERCISE {space} reset: the picture starts empty"),
+            now,
+        )]);
+        info!(space, "drill reset");
+        Ok(())
     }
 
     /// Logs an operator's action that changed a picture.
@@ -349,6 +452,20 @@ impl Driver {
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {
+                    let now = self.config.clock.now();
+                    let what = match kind {
+                        fusion::EntityKind::Unit => "Unit",
+                        fusion::EntityKind::Sensor => "Sensor",
+                    };
+                    if let Some(s) = self.spaces.get_mut(&space) {
+                        s.enter(vec![Journal::action(
+                            "removed",
+                            Some(&id),
+                            None,
+                            format!("{what} {id} removed from the picture by an operator"),
+                            now,
+                        )]);
+                    }
                     let entity = kind.into();
                     self.log_op(&space, Op::Remove { entity, id });
                 }
@@ -364,9 +481,43 @@ impl Driver {
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {
+                    let now = self.config.clock.now();
+                    if let Some(s) = self.spaces.get_mut(&space) {
+                        let entry = s.journal.acked(&alert, None, now);
+                        s.enter(vec![entry]);
+                    }
                     self.log_op(&space, Op::Ack { alert });
                 }
                 let _ = reply.send(result);
+            }
+            Request::MissionLog {
+                space,
+                limit,
+                reply,
+            } => {
+                let result = match self.spaces.get(&space) {
+                    Some(s) => Ok(s.mission.recent(limit)),
+                    None => Err(format!("no space {space:?}")),
+                };
+                let _ = reply.send(result);
+            }
+            Request::HistoryRange { space, reply } => {
+                let result = match self.log.as_ref() {
+                    None => {
+                        Err("this server keeps no event log (start it with --data DIR)".to_owned())
+                    }
+                    Some(l) => log::segments(&l.dir().join(&space))
+                        .map_err(|e| e.to_string())
+                        .and_then(|segs| {
+                            segs.first()
+                                .map(|s| (s.start_ms, self.config.clock.now()))
+                                .ok_or_else(|| format!("no event log for {space:?} yet"))
+                        }),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Reset { space, reply } => {
+                let _ = reply.send(self.reset(&space));
             }
             Request::History {
                 space,

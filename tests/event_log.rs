@@ -24,6 +24,25 @@ fn obs(ts: i64, value: f64, seq: u64) -> String {
     format!(r#"{{"ts":{ts},"value":{value},"seq":{seq}}}"#)
 }
 
+/// The mission log's entries (JSON).
+fn mission_log(addr: std::net::SocketAddr, space: &str) -> Vec<Value> {
+    let (status, body) = http_get(addr, &format!("/api/v1/{space}/mission-log"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    v["entries"].as_array().expect("entries").clone()
+}
+
+fn http_post(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .post(&format!("http://{addr}{path}"))
+        .send_empty()
+        .map_or(0, |r| r.status().as_u16())
+}
+
 /// Ids of the alerts raised by events (`A…`; the clock's `S…` are left
 /// out of the digest).
 fn event_alerts(snap: &Value) -> Vec<String> {
@@ -162,6 +181,17 @@ async fn a_killed_server_recovers_its_picture_and_shows_the_past() {
     .await;
     let before_digest = before["digest"].as_str().expect("digest").to_owned();
     assert_ne!(before_digest, mid_digest);
+    let journal_before = mission_log(addr, "live");
+    let kinds: Vec<&str> = journal_before
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| **k == "alert_raised").count() >= 2
+            && kinds.contains(&"alert_acked")
+            && kinds.contains(&"removed"),
+        "{journal_before:?}"
+    );
 
     kill9(&mut proc);
     let (proc2, addr2, _) = start_server(&["--data", &data_arg]);
@@ -184,6 +214,22 @@ async fn a_killed_server_recovers_its_picture_and_shows_the_past() {
         .iter()
         .any(|a| a["id"] == alert.as_str() && a["acked"] == true);
     assert!(acked, "the acknowledgement is logged: {}", after["alerts"]);
+    assert_eq!(
+        mission_log(addr2, "live"),
+        journal_before,
+        "the mission log is kept, and recovery enters nothing twice"
+    );
+    let (status, csv) = http_get(addr2, "/api/v1/live/mission-log?format=csv");
+    assert_eq!(status, 200);
+    assert!(
+        csv.starts_with("at,space,kind,about,actor,text\r\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), journal_before.len() + 1, "{csv}");
+    let (status, range) = http_get(addr2, "/api/v1/live/history");
+    assert_eq!(status, 200, "{range}");
+    let range: Value = serde_json::from_str(&range).expect("json");
+    assert!(range["from_ms"].as_i64().expect("from") <= mid_ms);
 
     // Time travel: the picture as it was between the phases.
     let (status, body) = http_get(addr2, &format!("/api/v1/live/snapshot?res=10&at={mid_ms}"));
@@ -557,5 +603,63 @@ fn exports_are_read_by_pyarrow() {
         "21 20 190.0 timestamp[ms, tz=UTC]",
         "rows, observations, their sum, the time type"
     );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_can_be_reset_and_its_mission_log_says_so() {
+    let data = data_dir("reset");
+    let data_arg = data.to_str().expect("utf-8 path").to_owned();
+    let (_proc, addr, port) = start_server(&["--data", &data_arg]);
+    let p = Publisher::connect(port, "reset-pub").await;
+    p.publish(
+        "rm/v1/drill-surge/sensor/g/meta",
+        r#"{"kind":"water_level","unit":"m NHN","lat":53.54,"lon":9.97}"#,
+        false,
+    )
+    .await;
+    p.publish(
+        "rm/v1/drill-surge/sensor/g/obs",
+        obs(now_ms() - MINUTE, 5.0, 1),
+        false,
+    )
+    .await;
+    eventually("the drill has its gauge", Duration::from_secs(10), || {
+        sensor_of(&snapshot(addr, "drill-surge")?, "g").map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        http_post(addr, "/api/v1/live/reset"),
+        400,
+        "live is never reset"
+    );
+    assert_eq!(http_post(addr, "/api/v1/drill-surge/reset"), 204);
+    let snap = snapshot(addr, "drill-surge").expect("snapshot");
+    assert!(
+        snap["sensors"].as_array().expect("sensors").is_empty(),
+        "{snap}"
+    );
+    assert!(
+        snap["alerts"].as_array().expect("alerts").is_empty(),
+        "{snap}"
+    );
+    let kinds: Vec<String> = mission_log(addr, "drill-surge")
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["drill_reset"],
+        "a fresh mission log that begins with the reset"
+    );
+    let aside = std::fs::read_dir(&data)
+        .expect("data folder")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("drill-surge.reset-")
+        });
+    assert!(aside, "the drill's old log is kept aside for review");
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -477,6 +477,12 @@ impl Picture {
         self.seq
     }
 
+    /// Numbers the next delta after `seq`: a drill reset to a fresh picture
+    /// keeps its clients' sequence going (`seq` is not part of the digest).
+    pub fn continue_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     /// Served resolutions, finest first.
     pub fn resolutions(&self) -> &[Resolution] {
         &self.resolutions

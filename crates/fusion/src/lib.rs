@@ -18,6 +18,7 @@ mod engine;
 mod event;
 mod fix;
 mod freshness;
+mod journal;
 mod names;
 mod registry;
 pub mod space;
@@ -38,6 +39,7 @@ pub use event::{
 pub use fix::{SourceConfig, SourceView};
 pub use freshness::Freshness;
 pub use h3o::Resolution;
+pub use journal::{Journal, JournalEntry};
 pub use status::{StatusMeaning, StatusTable};
 pub use view::{
     AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,
