@@ -66,6 +66,10 @@ struct DemoArgs {
     /// Scenario-time compression of the simulated storm surge.
     #[arg(long, default_value_t = 60.0)]
     speed: f64,
+    /// Data folder for the event log; default: a new folder under the
+    /// system's temporary folder, so the time slider has a past to show.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -248,7 +252,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<()> {
-    let config = Config::default();
+    let mut config = Config::default();
+    let data = a.data.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("rescuemate-demo-{}", std::process::id()))
+    });
+    info!(data = %data.display(), "demo event log");
+    config.log.dir = Some(data);
     let shutdown = shutdown_signal();
     // Any free port for the broker, so the demo runs beside a local Mosquitto.
     let any_port: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
