@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use thiserror::Error;
@@ -168,14 +168,14 @@ pub enum Outcome {
     Outdated,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Incident {
     view: IncidentView,
     /// Finest-resolution cells the area covers, sorted.
     cells: Vec<CellIndex>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sensor {
     kind_id: NameId,
     /// The thresholds in force (the sensor's own, else its kind's) and the
@@ -195,12 +195,12 @@ struct Sensor {
     shown: Option<Freshness>,
     trend: Trend,
     quality: Quality,
-    quality_reason: Option<&'static str>,
+    quality_reason: Option<checkpoint::Reason>,
     /// Since when the value has not changed.
     same_since_ms: Option<EpochMs>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Unit {
     callsign: Option<Arc<str>>,
     type_id: NameId,
@@ -637,7 +637,7 @@ impl Picture {
             level
         };
         s.quality = quality;
-        s.quality_reason = reason;
+        s.quality_reason = reason.map(checkpoint::Reason);
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
@@ -1193,16 +1193,24 @@ impl Picture {
         }
     }
 
-    /// Incidents whose area covers `cell`.
+    /// Incidents whose area covers `cell`, by id (so alerts about several
+    /// are raised in an order that depends on the incidents alone, not on
+    /// the history of the cell's member list).
     fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<Slot> {
-        cell.map(|c| self.cells.members(c))
+        let mut found: Vec<(&str, Slot)> = cell
+            .map(|c| self.cells.members(c))
             .into_iter()
             .flatten()
             .filter_map(|m| match m {
-                Member::Incident(slot) => Some(*slot),
+                Member::Incident(slot) => {
+                    let (id, _) = self.incidents.entry_at(*slot)?;
+                    Some((&**id, *slot))
+                }
                 _ => None,
             })
-            .collect()
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, s)| s).collect()
     }
 
     /// Marks an alert acknowledged.
@@ -1529,7 +1537,7 @@ impl Picture {
             ts_ms: s.ts_ms,
             freshness: now_ms.map(|now| Freshness::classify(s.ts_ms, s.ttl_ms, now)),
             quality: s.quality,
-            quality_reason: s.quality_reason,
+            quality_reason: s.quality_reason.map(|r| r.0),
         }
     }
 
@@ -1653,6 +1661,9 @@ fn event_time(e: &Event) -> Option<EpochMs> {
         Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
     }
 }
+
+#[path = "checkpoint.rs"]
+pub mod checkpoint;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

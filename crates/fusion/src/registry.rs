@@ -93,6 +93,23 @@ impl<T> Registry<T> {
         })
     }
 
+    /// Its slots (with the holes) and free list, for a checkpoint.
+    pub fn parts(&self) -> (&[Option<(Arc<str>, T)>], &[Slot]) {
+        (&self.slots, &self.free)
+    }
+
+    /// A registry from [`Registry::parts`]: the same slots, so everything
+    /// that refers to an entity by slot (and every order by slot) is kept.
+    pub fn from_parts(slots: Vec<Option<(Arc<str>, T)>>, free: Vec<Slot>) -> Registry<T> {
+        let mut index = HashMap::default();
+        for (i, e) in slots.iter().enumerate() {
+            if let Some((k, _)) = e {
+                index.insert(k.clone(), Slot::try_from(i).unwrap_or(Slot::MAX));
+            }
+        }
+        Registry { slots, index, free }
+    }
+
     /// Every entry, sorted by id.
     pub fn sorted(&self) -> Vec<(&Arc<str>, &T)> {
         let mut all: Vec<(&Arc<str>, &T)> = self.iter().map(|(_, k, v)| (k, v)).collect();

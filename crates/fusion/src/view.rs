@@ -29,7 +29,7 @@ pub enum StatusClass {
 }
 
 /// How far a sensor's last reading can be trusted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
     /// Passed every check.
@@ -218,7 +218,7 @@ pub struct UnitView {
 }
 
 /// An incident as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IncidentView {
     /// Incident id.
     pub id: String,
@@ -239,7 +239,7 @@ pub struct IncidentView {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AlertView {
     /// Stable id within the space, e.g. `A12`.
     pub id: String,
