@@ -193,11 +193,18 @@ impl Driver {
         };
         let tick_ms = i64::try_from(self.config.tick.as_millis()).unwrap_or(50);
         self.recovering = true;
+        let config = self.config.picture.clone();
         for name in log::spaces(&dir)? {
             let space = self.open(&name);
+            let (restored, first) = newest_checkpoint(&dir.join(&name), &config, None);
+            if let Some((picture, info)) = restored {
+                info!(space = %name, checkpoint = %info.path.display(), "picture restored from its newest checkpoint");
+                metrics::counter!("rm_log_checkpoints_restored_total").increment(1);
+                space.picture = picture;
+            }
             let mut last_flush: Option<i64> = None;
             let mut now = None;
-            let read = log::read_space(&dir.join(&name), Window::default(), |r| {
+            let read = log::read_space_from(&dir.join(&name), first, Window::default(), |r| {
                 let t = r.received_ms();
                 apply_record(&mut space.picture, &r);
                 now = Some(t);
@@ -335,14 +342,12 @@ impl Driver {
         }
         let mut records = std::mem::take(&mut self.records);
         records.extend(batch.drain(..).map(Record::Event));
-        if let Some(log) = self.log.as_mut() {
-            let now = now_ms();
-            for run in records.chunk_by(|a, b| a.space() == b.space()) {
-                if let Err(e) = log.append(run[0].space(), run, now) {
-                    // Liveness first: the picture goes on, loudly degraded.
-                    metrics::counter!("rm_log_write_errors_total").increment(1);
-                    error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
-                }
+        let now = now_ms();
+        for run in records.chunk_by(|a, b| a.space() == b.space()) {
+            if let Err(e) = self.append_logged(run[0].space(), run, now) {
+                // Liveness first: the picture goes on, loudly degraded.
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
             }
         }
         self.logged.send_modify(|c| *c += n);
@@ -391,9 +396,9 @@ impl Driver {
 
     /// Logs an operator's action that changed a picture.
     fn log_op(&mut self, space: &str, op: Op) {
-        let Some(log) = self.log.as_mut() else {
+        if self.log.is_none() {
             return;
-        };
+        }
         let now = now_ms();
         let record = Record::Op(OpRecord {
             space: space.to_owned(),
@@ -401,10 +406,32 @@ impl Driver {
             actor: None,
             op,
         });
-        if let Err(e) = log.append(space, std::slice::from_ref(&record), now) {
+        if let Err(e) = self.append_logged(space, std::slice::from_ref(&record), now) {
             metrics::counter!("rm_log_write_errors_total").increment(1);
             error!(error = %e, space, "cannot write an operator's action to the event log");
         }
+    }
+
+    /// Appends to `space`'s log; when that begins a new segment, first
+    /// writes a checkpoint of the picture (which then holds exactly the
+    /// segments before it), so recovery replays at most one segment.
+    fn append_logged(&mut self, space: &str, run: &[Record], now: i64) -> anyhow::Result<()> {
+        self.open(space);
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        if let Some(segment) = log.begins_segment(space, now)?
+            && let Some(s) = self.spaces.get_mut(space)
+        {
+            let dir = log.dir().join(space);
+            Self::flush(s, now);
+            if let Err(e) = write_checkpoint(&dir, &s.picture, segment, now) {
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space, "cannot write a checkpoint: recovery will replay more of the log");
+            }
+        }
+        log.append(space, run, now)?;
+        Ok(())
     }
 
     fn tick(&mut self) {
@@ -587,10 +614,25 @@ impl Driver {
             }
         }
         self.tick();
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.close()
-        {
-            error!(error = %e, "cannot close the event log's segments");
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.close() {
+                error!(error = %e, "cannot close the event log's segments");
+            }
+            // A clean stop leaves nothing to replay: a checkpoint for the
+            // segment that comes next.
+            let now = self.config.clock.now();
+            for (name, s) in &mut self.spaces {
+                let written =
+                    log.next_index(name)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|segment| {
+                            Self::flush(s, now);
+                            write_checkpoint(&log.dir().join(name), &s.picture, segment, now)
+                        });
+                if let Err(e) = written {
+                    error!(error = %e, space = %name, "cannot write the shutdown checkpoint");
+                }
+            }
         }
     }
 }
@@ -621,6 +663,60 @@ pub fn apply_record(picture: &mut Picture, r: &Record) {
     }
 }
 
+/// Writes a checkpoint of `picture` (just flushed) for `segment`.
+fn write_checkpoint(dir: &Path, picture: &Picture, segment: u64, now: i64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let Some(cp) = picture.checkpoint() else {
+        anyhow::bail!("the picture has unflushed changes");
+    };
+    let path = log::write_checkpoint(
+        dir,
+        &log::CheckpointFile {
+            segment,
+            at_ms: now,
+            picture: cp,
+        },
+    )?;
+    metrics::counter!("rm_log_checkpoints_total").increment(1);
+    info!(checkpoint = %path.display(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
+    Ok(())
+}
+
+/// The newest usable checkpoint in `dir` (taken at or before `at_ms`, if
+/// given), restored, and the first segment after it (0 without one).
+fn newest_checkpoint(
+    dir: &Path,
+    config: &PictureConfig,
+    at_ms: Option<i64>,
+) -> (Option<(Picture, log::CheckpointInfo)>, u64) {
+    let found = match log::checkpoints(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, dir = %dir.display(), "cannot list checkpoints: replaying the whole log");
+            return (None, 0);
+        }
+    };
+    for info in found.into_iter().rev() {
+        if at_ms.is_some_and(|t| info.at_ms > t) {
+            continue;
+        }
+        let restored = log::read_checkpoint(&info.path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| Picture::restore(config.clone(), f.picture).map_err(|e| e.to_string()));
+        match restored {
+            Ok(p) => {
+                let segment = info.segment;
+                return (Some((p, info)), segment);
+            }
+            Err(e) => {
+                metrics::counter!("rm_log_checkpoints_refused_total").increment(1);
+                warn!(checkpoint = %info.path.display(), error = %e, "checkpoint not usable: trying an older one");
+            }
+        }
+    }
+    (None, 0)
+}
+
 /// The picture of one space's log `dir` as it was at `at_ms`.
 fn history(
     dir: &Path,
@@ -628,14 +724,16 @@ fn history(
     at_ms: i64,
     viewport: Viewport,
 ) -> Result<SnapshotReply, String> {
-    let mut picture = Picture::new(config);
+    let (restored, first) = newest_checkpoint(dir, &config, Some(at_ms));
+    let from_checkpoint = restored.is_some();
+    let mut picture = restored.map_or_else(|| Picture::new(config), |(p, _)| p);
     let window = Window {
         from_ms: None,
         to_ms: Some(at_ms),
     };
-    let read = log::read_space(dir, window, |r| apply_record(&mut picture, &r))
+    let read = log::read_space_from(dir, first, window, |r| apply_record(&mut picture, &r))
         .map_err(|e| e.to_string())?;
-    if read.segments == 0 {
+    if read.segments == 0 && !from_checkpoint {
         return Err(format!(
             "the event log has nothing for this space at or before {at_ms}"
         ));

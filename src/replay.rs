@@ -130,6 +130,34 @@ fn reader(
     (rx, task)
 }
 
+/// Where a record stands with respect to the window's start.
+enum Before {
+    /// Inside the window: paced.
+    No,
+    /// Before it, but a description (sensor or unit meta, incident): the
+    /// drill needs it, so it goes first, unpaced.
+    Description,
+    /// Before it: left out.
+    Skip,
+}
+
+fn before_window(r: &Record, window: Window) -> Before {
+    match window.from_ms {
+        Some(from) if r.received_ms() < from => match r {
+            Record::Event(Envelope {
+                event:
+                    Event::SensorMeta(_)
+                    | Event::UnitMeta(_)
+                    | Event::Incident(_)
+                    | Event::IncidentClosed(_),
+                ..
+            }) => Before::Description,
+            _ => Before::Skip,
+        },
+        _ => Before::No,
+    }
+}
+
 /// Paces records: the wall time at which each is due.
 struct Pace {
     speed: Option<f64>,
@@ -289,12 +317,22 @@ async fn in_process(
                 .map_err(|_| anyhow::anyhow!("the replay's owner task stopped"))
         }
     };
-    let (mut rx, reading) = reader(dir.to_path_buf(), window);
+    let (mut rx, reading) = reader(
+        dir.to_path_buf(),
+        Window {
+            from_ms: None,
+            ..window
+        },
+    );
     let mut pace = Pace { speed, start: None };
     let mut n = 0u64;
     let mut checkpoints = Vec::new();
     while let Some(r) = rx.recv().await {
-        pace.wait(r.received_ms()).await;
+        match before_window(&r, window) {
+            Before::No => pace.wait(r.received_ms()).await,
+            Before::Description => {}
+            Before::Skip => continue,
+        }
         feed_tx
             .send(Feed::Record(r.into_space(&a.space)))
             .await
@@ -324,9 +362,14 @@ async fn through_broker(
 ) -> anyhow::Result<(u64, log::ReadReport)> {
     let opts = ingest::mqtt_options(url, &format!("rescuemate-replay-{}", std::process::id()))?;
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1_000);
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = acked.clone();
     let pump = tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
@@ -336,11 +379,21 @@ async fn through_broker(
             }
         }
     });
-    let (mut rx, reading) = reader(dir.to_path_buf(), window);
+    let (mut rx, reading) = reader(
+        dir.to_path_buf(),
+        Window {
+            from_ms: None,
+            ..window
+        },
+    );
     let mut pace = Pace { speed, start: None };
     let mut n = 0u64;
     while let Some(r) = rx.recv().await {
-        pace.wait(r.received_ms()).await;
+        match before_window(&r, window) {
+            Before::No => pace.wait(r.received_ms()).await,
+            Before::Description => {}
+            Before::Skip => continue,
+        }
         // Operators' actions stay with the original: the drill's own
         // operators act for themselves.
         let Record::Event(env) = r else { continue };
@@ -354,7 +407,20 @@ async fn through_broker(
         }
     }
     let read = reading.await.context("log reader panicked")??;
-    // Requests go out in order, so the disconnect follows the last publish.
+    // At least once: wait until the broker has confirmed every publish
+    // before saying goodbye.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.load(std::sync::atomic::Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let confirmed = acked.load(std::sync::atomic::Ordering::Relaxed);
+    if confirmed < n {
+        tracing::warn!(
+            published = n,
+            confirmed,
+            "the broker did not confirm every replayed message within 30 s"
+        );
+    }
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(30), pump).await;
     Ok((n, read))
@@ -453,6 +519,45 @@ mod tests {
         assert_eq!(parse_time("1780000000000").expect("ms"), 1_780_000_000_000);
         assert_eq!(parse_time("1970-01-01T00:00:01Z").expect("rfc 3339"), 1_000);
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn before_the_window_only_descriptions_are_replayed() {
+        let rec = |received_ms, event| {
+            Record::Event(Envelope {
+                space: "live".into(),
+                received_ms,
+                event,
+            })
+        };
+        let meta = Event::UnitMeta(fusion::UnitMeta {
+            id: "hlf".into(),
+            callsign: "HLF 1".into(),
+            unit_type: "HLF".into(),
+            org: "fire".into(),
+            strength: None,
+        });
+        let obs = Event::SensorObs(fusion::SensorObs::value("g".into(), 5, 1.0));
+        let w = Window {
+            from_ms: Some(100),
+            to_ms: None,
+        };
+        assert!(matches!(
+            before_window(&rec(10, meta.clone()), w),
+            Before::Description
+        ));
+        assert!(matches!(
+            before_window(&rec(10, obs.clone()), w),
+            Before::Skip
+        ));
+        assert!(matches!(
+            before_window(&rec(100, obs.clone()), w),
+            Before::No
+        ));
+        assert!(matches!(
+            before_window(&rec(10, obs), Window::default()),
+            Before::No
+        ));
     }
 
     #[test]

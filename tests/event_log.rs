@@ -24,6 +24,13 @@ fn obs(ts: i64, value: f64, seq: u64) -> String {
     format!(r#"{{"ts":{ts},"value":{value},"seq":{seq}}}"#)
 }
 
+fn digest_of(addr: std::net::SocketAddr, space: &str) -> String {
+    snapshot(addr, space).expect("snapshot")["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned()
+}
+
 /// The mission log's entries (JSON).
 fn mission_log(addr: std::net::SocketAddr, space: &str) -> Vec<Value> {
     let (status, body) = http_get(addr, &format!("/api/v1/{space}/mission-log"));
@@ -286,7 +293,7 @@ async fn killed_under_load_no_accepted_event_is_missing() {
         wait_healthy(addr);
         (proc, addr)
     };
-    let (mut killed, _) = serve(&conf_a, Some(&log_arg));
+    let (mut killed, killed_addr) = serve(&conf_a, Some(&log_arg));
     let (_reference, ref_addr) = serve(&conf_b, None);
 
     const SENSORS: u64 = 20;
@@ -316,8 +323,13 @@ async fn killed_under_load_no_accepted_event_is_missing() {
             published += 1;
         }
         if i == EACH / 3 {
-            // Under load: whatever the server held only in memory dies
-            // with it.
+            // Under load (once it has taken some): whatever the server
+            // held only in memory dies with it.
+            eventually("the server took some", Duration::from_secs(20), || {
+                let applied = metric(killed_addr, "rm_fusion_events_total", &[])?;
+                (applied >= 100.0).then_some(())
+            })
+            .await;
             kill9(&mut killed);
         }
         if i == EACH / 2 {
@@ -485,8 +497,18 @@ async fn replays_are_deterministic_at_any_speed_and_never_enter_the_live_log() {
     assert!(w10 < w1, "×10 is faster: {w10} vs {w1} ms");
 
     // Through a broker into a running server's drill space: the drill gets
-    // its own folder and the live log does not grow.
+    // its own folder and the live log does not grow. The clean stop left a
+    // checkpoint of everything, so this start replays nothing.
     let (proc, addr, port) = start_server(&["--data", &data_arg]);
+    assert_eq!(digest_of(addr, "live"), live_digest);
+    assert_eq!(
+        metric(addr, "rm_log_recovered_total", &[]).unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(
+        metric(addr, "rm_log_checkpoints_restored_total", &[]),
+        Some(1.0)
+    );
     let url = format!("mqtt://127.0.0.1:{port}");
     let o = Command::new(env!("CARGO_BIN_EXE_rescuemate"))
         .args([
@@ -508,6 +530,7 @@ async fn replays_are_deterministic_at_any_speed_and_never_enter_the_live_log() {
         Duration::from_secs(20),
         || {
             let s = snapshot(addr, "drill-replay")?;
+            eprintln!("drill sensors: {}", s["sensors"]);
             // Times moved to now by the replay: the last value tells.
             let last = 3.0 + 0.1 * 29.0;
             (0..5)
@@ -661,5 +684,72 @@ async fn a_drill_can_be_reset_and_its_mission_log_says_so() {
                 .starts_with("drill-surge.reset-")
         });
     assert!(aside, "the drill's old log is kept aside for review");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_at_each_segment_keep_recovery_short() {
+    let data = data_dir("checkpoints");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let conf = data.join("short-segments.toml");
+    std::fs::write(&conf, "[log]\nsegment_ms = 1000\n").expect("config");
+    let log_dir = data.join("log");
+    let args = [
+        "--data",
+        log_dir.to_str().expect("utf-8"),
+        "--config",
+        conf.to_str().expect("utf-8"),
+    ];
+    let (mut proc, addr, port) = start_server(&args);
+    let p = Publisher::connect(port, "cp-pub").await;
+    let t0 = now_ms() - 30 * MINUTE;
+    p.publish(
+        "rm/v1/live/sensor/cp/meta",
+        r#"{"kind":"water_level","unit":"m NHN","lat":53.54,"lon":9.97}"#,
+        true,
+    )
+    .await;
+    // Three and a half seconds of observations: four segments or so.
+    for i in 0..35u64 {
+        p.publish(
+            "rm/v1/live/sensor/cp/obs",
+            obs(t0 + i as i64 * MINUTE / 2, 3.0 + 0.05 * i as f64, i + 1),
+            false,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = t0 + 34 * MINUTE / 2;
+    eventually("all applied", Duration::from_secs(10), || {
+        (sensor_of(&snapshot(addr, "live")?, "cp")?["ts_ms"] == last).then_some(())
+    })
+    .await;
+    let before = digest_of(addr, "live");
+    kill9(&mut proc);
+    let live = log_dir.join("live");
+    let checkpoints = std::fs::read_dir(&live)
+        .expect("live folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+        .count();
+    assert!(
+        checkpoints >= 3,
+        "one checkpoint per segment begun: {checkpoints}"
+    );
+    let (_proc, addr, _) = start_server(&args);
+    assert_eq!(
+        digest_of(addr, "live"),
+        before,
+        "checkpoint + tail = the picture before the kill"
+    );
+    let replayed = metric(addr, "rm_log_recovered_total", &[]).unwrap_or(0.0);
+    assert!(
+        replayed < 20.0,
+        "only the segment after the newest checkpoint is replayed: {replayed} of 36 records"
+    );
+    assert_eq!(
+        metric(addr, "rm_log_checkpoints_restored_total", &[]),
+        Some(1.0)
+    );
     let _ = std::fs::remove_dir_all(&data);
 }

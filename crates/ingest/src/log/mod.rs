@@ -14,14 +14,20 @@
 //! operating system's hands (or on disk, with `fsync`) when it returns.
 
 mod batch;
+mod checkpoint;
 mod mission;
 mod read;
 mod record;
 mod write;
 
 pub use batch::{col, for_each_record, schema, to_batch};
+pub use checkpoint::{
+    CheckpointFile, CheckpointInfo, checkpoints, read_checkpoint, write_checkpoint,
+};
 pub use mission::{MISSION_LOG_FILE, MissionLog};
-pub use read::{Damage, ReadReport, Window, export, read_space, segments, spaces};
+pub use read::{
+    Damage, ReadReport, SegmentInfo, Window, export, read_space, read_space_from, segments, spaces,
+};
 pub use record::{Op, OpRecord, Record, Removed, event_kind, event_ms, native_topic};
 pub use write::{EventLog, LogConfig};
 

@@ -122,9 +122,23 @@ pub struct ReadReport {
 pub fn read_space(
     dir: &Path,
     window: Window,
+    f: impl FnMut(Record),
+) -> Result<ReadReport, LogError> {
+    read_space_from(dir, 0, window, f)
+}
+
+/// Like [`read_space`], from segment `first` on (the segments before it
+/// are in a checkpoint).
+pub fn read_space_from(
+    dir: &Path,
+    first: u64,
+    window: Window,
     mut f: impl FnMut(Record),
 ) -> Result<ReadReport, LogError> {
-    let all = segments(dir)?;
+    let all: Vec<SegmentInfo> = segments(dir)?
+        .into_iter()
+        .filter(|s| s.index >= first)
+        .collect();
     let mut report = ReadReport::default();
     for (i, seg) in all.iter().enumerate() {
         if window.to_ms.is_some_and(|to| seg.start_ms > to) {

@@ -119,24 +119,10 @@ impl EventLog {
             return Err(LogError::BadSpace(space.to_owned()));
         }
         let batch = to_batch(records)?;
-        let log = match self.spaces.get_mut(space) {
-            Some(l) => l,
-            None => {
-                let dir = self.config.dir.join(space);
-                fs::create_dir_all(&dir)?;
-                let next_index = segments(&dir)?.last().map_or(0, |s| s.index + 1);
-                self.spaces.entry(space.to_owned()).or_insert(SpaceLog {
-                    dir,
-                    next_index,
-                    current: None,
-                })
-            }
-        };
-        let due = log.current.as_ref().is_some_and(|o| {
-            o.writer.get_ref().written >= self.config.segment_bytes
-                || now_ms - o.started_ms >= self.config.segment_ms
-        });
-        if due {
+        let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
+        let (options, fsync) = (self.options.clone(), self.config.fsync);
+        let log = self.space_log(space)?;
+        if log.due(segment_bytes, segment_ms, now_ms) {
             close(log)?;
         }
         if log.current.is_none() {
@@ -150,7 +136,7 @@ impl EventLog {
                 inner: BufWriter::with_capacity(256 * 1024, file),
                 written: 0,
             };
-            let writer = StreamWriter::try_new_with_options(out, &schema(), self.options.clone())?;
+            let writer = StreamWriter::try_new_with_options(out, &schema(), options)?;
             log.current = Some(Open {
                 writer,
                 started_ms: now_ms,
@@ -161,10 +147,53 @@ impl EventLog {
         };
         open.writer.write(&batch)?;
         open.writer.flush()?;
-        if self.config.fsync {
+        if fsync {
             open.writer.get_ref().inner.get_ref().sync_data()?;
         }
         Ok(())
+    }
+
+    fn space_log(&mut self, space: &str) -> Result<&mut SpaceLog, LogError> {
+        if !self.spaces.contains_key(space) {
+            let dir = self.config.dir.join(space);
+            fs::create_dir_all(&dir)?;
+            let next_index = segments(&dir)?.last().map_or(0, |s| s.index + 1);
+            self.spaces.insert(
+                space.to_owned(),
+                SpaceLog {
+                    dir,
+                    next_index,
+                    current: None,
+                },
+            );
+        }
+        self.spaces
+            .get_mut(space)
+            .ok_or_else(|| LogError::BadSpace(space.to_owned()))
+    }
+
+    /// The index of the segment the next append to `space` begins, if it
+    /// begins one (the first append since start, or a rotation is due):
+    /// the moment to write a checkpoint of the picture, which then holds
+    /// exactly the records of the segments before it.
+    pub fn begins_segment(
+        &mut self,
+        space: &str,
+        now_ms: EpochMs,
+    ) -> Result<Option<u64>, LogError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(LogError::BadSpace(space.to_owned()));
+        }
+        let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
+        let log = self.space_log(space)?;
+        let opens = log.current.is_none() || log.due(segment_bytes, segment_ms, now_ms);
+        Ok(opens.then_some(log.next_index))
+    }
+
+    /// The index the next segment of `space` will have (for a checkpoint
+    /// at shutdown, after [`EventLog::close`]).
+    pub fn next_index(&mut self, space: &str) -> Result<u64, LogError> {
+        Ok(self.space_log(space)?.next_index)
     }
 
     /// Closes `space`'s open segment (a reset drill starts afresh) and
@@ -192,6 +221,14 @@ impl EventLog {
             close(log)?;
         }
         Ok(())
+    }
+}
+
+impl SpaceLog {
+    fn due(&self, segment_bytes: u64, segment_ms: i64, now_ms: EpochMs) -> bool {
+        self.current.as_ref().is_some_and(|o| {
+            o.writer.get_ref().written >= segment_bytes || now_ms - o.started_ms >= segment_ms
+        })
     }
 }
 
