@@ -310,6 +310,8 @@ mod tests {
         let text = include_str!("../deploy/rescuemate.toml");
         let c = Config::parse(text).expect("deploy/rescuemate.toml is valid");
         assert_eq!(c.fusion.tick_ms, 50);
+        assert_eq!(c.log.segment_ms, 3_600_000);
+        assert!(c.log.dir.is_none(), "no log unless asked for");
         assert_eq!(c.sectors.len(), 1);
         assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);
         let f = c.formats().expect("formats");
