@@ -254,7 +254,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     let data = a.data.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("rescuemate-demo-{}", std::process::id()))
+        // Process ids come round again: the time makes the folder new.
+        std::env::temp_dir().join(format!(
+            "rescuemate-demo-{}-{}",
+            std::process::id(),
+            ingest::now_ms()
+        ))
     });
     info!(data = %data.display(), "demo event log");
     config.log.dir = Some(data);
