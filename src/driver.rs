@@ -379,10 +379,28 @@ impl Driver {
             return Err(format!("no space {space:?}"));
         };
         s.picture = Picture::new(config);
-        // Clients go on counting: the next delta follows the last one.
-        s.picture.continue_seq(seq);
+        // Clients go on counting, and resync at once: one delta that says
+        // so, then the new picture's.
+        s.picture.continue_seq(seq + 1);
+        let _ = s
+            .handle
+            .deltas
+            .send(Arc::new(fusion::Delta::resync(seq + 1)));
         s.journal = Journal::default();
         s.mission = mission;
+        // The fresh log begins with the empty picture, so the drill's past
+        // reaches back to the reset.
+        if let Some(log) = self.log.as_mut() {
+            let written = log
+                .next_index(space)
+                .map_err(anyhow::Error::from)
+                .and_then(|segment| {
+                    write_checkpoint(&log.dir().join(space), &s.picture, segment, now)
+                });
+            if let Err(e) = written {
+                error!(error = %e, space, "cannot write the reset drill's first checkpoint");
+            }
+        }
         s.enter(vec![Journal::action(
             "drill_reset",
             Some(space),
@@ -533,13 +551,24 @@ impl Driver {
                     None => {
                         Err("this server keeps no event log (start it with --data DIR)".to_owned())
                     }
-                    Some(l) => log::segments(&l.dir().join(&space))
-                        .map_err(|e| e.to_string())
-                        .and_then(|segs| {
-                            segs.first()
-                                .map(|s| (s.start_ms, self.config.clock.now()))
-                                .ok_or_else(|| format!("no event log for {space:?} yet"))
-                        }),
+                    Some(l) => {
+                        let dir = l.dir().join(&space);
+                        // The log reaches back to its first segment, or to
+                        // its first checkpoint (a reset drill has one
+                        // before any segment).
+                        let first_segment = log::segments(&dir)
+                            .ok()
+                            .and_then(|s| s.first().map(|s| s.start_ms));
+                        let first_checkpoint = log::checkpoints(&dir)
+                            .ok()
+                            .and_then(|c| c.iter().map(|c| c.at_ms).min());
+                        first_segment
+                            .into_iter()
+                            .chain(first_checkpoint)
+                            .min()
+                            .map(|from| (from, self.config.clock.now()))
+                            .ok_or_else(|| format!("no event log for {space:?} yet"))
+                    }
                 };
                 let _ = reply.send(result);
             }

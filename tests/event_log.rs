@@ -651,12 +651,36 @@ async fn a_drill_can_be_reset_and_its_mission_log_says_so() {
         sensor_of(&snapshot(addr, "drill-surge")?, "g").map(|_| ())
     })
     .await;
+    let (mut ws, before) = ws_subscribe(addr, "drill-surge", [9.0, 53.0, 11.0, 54.0], 10).await;
+    assert!(sensor_of(&before, "g").is_some(), "{before}");
     assert_eq!(
         http_post(addr, "/api/v1/live/reset"),
         400,
         "live is never reset"
     );
     assert_eq!(http_post(addr, "/api/v1/drill-surge/reset"), 204);
+    // A client watching the drill is handed the empty picture at once.
+    let mut fresh = None;
+    while let Some(m) = ws_next(&mut ws, Duration::from_secs(5)).await {
+        if m["type"] == "snapshot" {
+            fresh = Some(m);
+            break;
+        }
+    }
+    let fresh = fresh.expect("a fresh snapshot after the reset");
+    assert!(
+        fresh["sensors"].as_array().expect("sensors").is_empty(),
+        "{fresh}"
+    );
+    assert!(
+        fresh["seq"].as_u64() > before["seq"].as_u64(),
+        "the sequence goes on"
+    );
+    let (status, range) = http_get(addr, "/api/v1/drill-surge/history");
+    assert_eq!(
+        status, 200,
+        "the reset drill's past begins at the reset: {range}"
+    );
     let snap = snapshot(addr, "drill-surge").expect("snapshot");
     assert!(
         snap["sensors"].as_array().expect("sensors").is_empty(),

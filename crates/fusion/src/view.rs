@@ -293,6 +293,10 @@ pub struct Delta {
     /// New or changed (e.g. acknowledged) alerts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertView>,
+    /// The picture was replaced (a drill reset): clients drop what they
+    /// hold and take a fresh snapshot instead of this delta.
+    #[serde(skip)]
+    pub resync: bool,
     /// Resolution of removed cells, for filtering (not serialised: the H3
     /// string carries it).
     #[serde(skip)]
@@ -300,6 +304,16 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// A delta that tells clients to drop what they hold and take a fresh
+    /// snapshot (the picture was replaced).
+    pub fn resync(seq: u64) -> Delta {
+        Delta {
+            seq,
+            resync: true,
+            ..Delta::default()
+        }
+    }
+
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()

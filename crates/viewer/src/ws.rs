@@ -153,6 +153,11 @@ impl Client {
         if delta.seq <= self.last_seq {
             return Flow::Continue; // already in the snapshot
         }
+        if delta.resync {
+            // The picture was replaced (a drill reset): what the client
+            // holds is void, a fresh snapshot replaces it.
+            return self.resync().await;
+        }
         let Some(filter) = self.filter.as_mut() else {
             return Flow::Continue;
         };
