@@ -54,7 +54,10 @@ function startCenter() {
   const parts = (params.get('center') || '').split(',').map(Number);
   const [lon, lat] = parts;
   const ok =
-    parts.length === 2 && Math.abs(lon) <= 180 && Math.abs(lat) <= 85 && parts.every(Number.isFinite);
+    parts.length === 2 &&
+    Math.abs(lon) <= 180 &&
+    Math.abs(lat) <= 85 &&
+    parts.every(Number.isFinite);
   return ok ? [lon, lat] : HAMBURG;
 }
 
@@ -1054,7 +1057,8 @@ function renderTimebar() {
   const banner = $('past-banner');
   banner.hidden = !past; // over the map: showing it moves nothing
   if (past) {
-    let text = `PAST — picture as at ${clockText(timeline.at ?? timeline.want)}`;
+    const shownAt = timeline.at ?? timeline.want;
+    let text = `PAST — picture as at ${clockText(shownAt)} (${ageText(shownAt)} ago)`;
     if (timeline.loading) {
       text += timeline.at === null ? ' (loading…)' : ` · loading ${clockText(timeline.want)}…`;
     }
@@ -1077,7 +1081,10 @@ function renderTimebar() {
   const mode = $('tb-mode');
   if (!timeline.dragging) {
     const label = past ? `PAST ${clockText(timeline.want)}` : 'LIVE';
-    if (mode.textContent !== label) mode.textContent = label;
+    if (mode.textContent !== label) {
+      mode.textContent = label;
+      range.setAttribute('aria-valuetext', label);
+    }
   }
   mode.className = `tb-mode ${past ? 'tb-past' : 'tb-live'}`;
   const fromText = clockText(timeline.from);
@@ -1257,7 +1264,9 @@ function renderMissionLog() {
   const entries = missionLog.entries;
   const last = entries[entries.length - 1];
   const at = timeline.mode === 'past' ? timeline.at : null;
-  const key = [entries.length, last?.at_ms, last?.kind, last?.about, at, timeline.available].join('|');
+  const key = [entries.length, last?.at_ms, last?.kind, last?.about, at, timeline.available].join(
+    '|',
+  );
   if (key === missionLog.key) return;
   missionLog.key = key;
   $('mlog-empty').hidden = entries.length > 0;
@@ -1267,6 +1276,7 @@ function renderMissionLog() {
     const li = document.createElement('li');
     li.className = `mlog-entry k-${e.kind}${at !== null && e.at_ms > at ? ' later' : ''}`;
     li.dataset.kind = e.kind;
+    li.dataset.at = String(e.at_ms);
     if (e.about) li.dataset.about = e.about;
     const time = document.createElement('button');
     time.type = 'button';

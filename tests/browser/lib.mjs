@@ -55,7 +55,8 @@ export async function runBrowserTest(name, main) {
             : FLAGS,
         });
       }
-      const page = context.pages().find((p) => p.url() === 'about:blank') ?? (await context.newPage());
+      const page =
+        context.pages().find((p) => p.url() === 'about:blank') ?? (await context.newPage());
       await page.setViewportSize(viewport);
       page.on('console', (msg) => {
         if (msg.type() === 'error') consoleErrors.push(msg.text());
@@ -123,9 +124,14 @@ export async function waitUntil(page, fn, arg, ms, why) {
     return await page.waitForFunction(fn, arg, { timeout: ms, polling: 100 });
   } catch {
     const st = await page
-      .evaluate(() => ({ state: document.documentElement.dataset.state, stats: window.rmStats?.() }))
+      .evaluate(() => ({
+        state: document.documentElement.dataset.state,
+        stats: window.rmStats?.(),
+      }))
       .catch(() => '?');
-    fail(`${typeof why === 'function' ? why() : why} within ${ms} ms (page: ${JSON.stringify(st)})`);
+    fail(
+      `${typeof why === 'function' ? why() : why} within ${ms} ms (page: ${JSON.stringify(st)})`,
+    );
   }
   return null;
 }
