@@ -16,8 +16,8 @@
 //    CSV link downloads the log (screenshot of the panel:
 //    `browser-mission-log.png`).
 // 3. The drill space: Reset drill asks first (Cancel keeps everything), then
-//    empties the picture, which stays empty, and the log says so
-//    (`browser-drill-reset.png`).
+//    empties the picture, which stays empty, and the log says so; with no
+//    history left the slider goes away (`browser-drill-reset.png`).
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -289,6 +289,13 @@ async function drillReset(browser) {
     'drill space empty before the reset',
   );
   if (!(await page.locator('#exercise').isVisible())) fail('no EXERCISE banner in a drill space');
+  await waitUntil(
+    page,
+    () => !document.getElementById('timebar').hidden,
+    null,
+    STEP_TIMEOUT_MS,
+    'no time slider in a drill with a log',
+  );
   const before = await page.evaluate(() => window.rmStats());
 
   // The confirm step: Cancel keeps everything.
@@ -320,6 +327,14 @@ async function drillReset(browser) {
     page,
     '#mlog-list li[data-kind="drill_reset"]',
     'mission log does not list the reset',
+  );
+  // A reset drill has no history yet (`/history` refuses): no slider.
+  await waitUntil(
+    page,
+    () => document.getElementById('timebar').hidden,
+    null,
+    STEP_TIMEOUT_MS,
+    'time slider still shown for a drill without history',
   );
   await page.waitForTimeout(1500);
   const after = await page.evaluate(() => window.rmStats());
