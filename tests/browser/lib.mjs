@@ -28,9 +28,10 @@ export function fail(why) {
 }
 
 /**
- * Runs `main(browser)` where `browser.open(url, options)` opens a page in
- * its own context and collects its uncaught errors; prints what `main`
- * returns as JSON, or the failure, and exits.
+ * Runs `main(browser)` where `browser.open(url, { viewport, hasTouch })`
+ * opens a page and collects its uncaught errors; prints what `main` returns
+ * as JSON, or the failure, and exits. All pages share one browser profile
+ * (a fresh `--user-data-dir`), so `hasTouch` is taken from the first open.
  */
 export async function runBrowserTest(name, main) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'rm-browser-'));
