@@ -79,7 +79,7 @@ const LIVE_SNAP_MS = 3000;
 const STEP_MS = 60000;
 const MISSION_LOG_LIMIT = 100;
 const MISSION_LOG_REFRESH_MS = 5000;
-const MISSION_LOG_SOON_MS = 400;
+const MISSION_LOG_SOON_MS = 1000;
 const UNIT_LABEL_MIN_ZOOM = 9;
 
 // Hazard / level colours 0..4 (kept in step with style.css).

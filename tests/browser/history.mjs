@@ -239,11 +239,13 @@ async function missionLog(browser) {
     '#mlog-list li[data-kind="alert_raised"]',
     'mission log lists no raised alert',
   );
-  const ack = page.locator('.alert.open .ack:not([disabled])').first();
-  const id = await ack
+  const id = await page
+    .locator('.alert.open .ack:not([disabled])')
+    .first()
     .evaluate((b) => b.closest('.alert').dataset.id)
     .catch(() => fail('no open alert to acknowledge'));
-  await ack.click();
+  // By its id: the list is redrawn as alerts come, so "the first" moves.
+  await page.locator(`.alert[data-id="${id}"] .ack`).click();
   await waitUntil(
     page,
     (a) =>
