@@ -17,7 +17,8 @@
 //    `browser-mission-log.png`).
 // 3. The drill space: Reset drill asks first (Cancel keeps everything), then
 //    empties the picture, which stays empty, and the log says so; with no
-//    history left the slider goes away (`browser-drill-reset.png`).
+//    history left the slider goes away (`browser-drill-reset.png`). A second
+//    viewer of the drill empties too.
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -291,6 +292,9 @@ async function drillReset(browser) {
     'drill space empty before the reset',
   );
   if (!(await page.locator('#exercise').isVisible())) fail('no EXERCISE banner in a drill space');
+  // A second viewer of the same drill, which learns of the reset on its own.
+  const other = await browser.open(pageUrl({ space: drill }), { viewport: WALL });
+  await waitLive(other, 'second drill page not live');
   await waitUntil(
     page,
     () => !document.getElementById('timebar').hidden,
@@ -348,6 +352,17 @@ async function drillReset(browser) {
     fail('server still holds drill data after the reset');
   await page.screenshot({ path: join(shots, 'browser-drill-reset.png') });
   await page.close();
+  await waitUntil(
+    other,
+    () => {
+      const s = window.rmStats();
+      return document.documentElement.dataset.state === 'live' && s.units + s.sensors === 0;
+    },
+    null,
+    STEP_TIMEOUT_MS,
+    'the other viewer still shows the drill as it was before the reset',
+  );
+  await other.close();
   return { before, after };
 }
 
