@@ -26,6 +26,7 @@ use fusion::{
     UnitMeta, UnitPos, UnitStatus, Viewport,
 };
 use h3o::{CellIndex, LatLng};
+use ingest::log::{EventLog, LogConfig, Record, Window};
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -73,6 +74,8 @@ const T0_MS: i64 = 1_789_905_600_000;
 /// The issue's targets.
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_BYTES_PER_CELL: f64 = 256.0;
+/// Events per second replay must read from the log (issue: event log).
+const TARGET_REPLAY: f64 = 1_000_000.0;
 
 const MIN_EVENTS: usize = 1_000;
 const MAX_EVENTS: usize = 50_000_000;
@@ -664,6 +667,65 @@ struct Memory {
     alerts: usize,
 }
 
+/// What writing and reading the workload as an event log measured.
+struct LogFigures {
+    write_rates: Vec<f64>,
+    write_per_s: f64,
+    read_rates: Vec<f64>,
+    read_per_s: f64,
+    bytes_per_event: f64,
+}
+
+/// Replay's floor: the workload written to an event log in a temporary
+/// folder (in batches of 256, as the owner task writes), then read back
+/// into events `runs` times.
+fn log_bench(events: &[Envelope], runs: usize) -> anyhow::Result<LogFigures> {
+    let dir = std::env::temp_dir().join(format!("rm-bench-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let records: Vec<Record> = events.iter().cloned().map(Record::Event).collect();
+    let mut write_rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut log = EventLog::open(LogConfig::new(&dir))?;
+        let start = Instant::now();
+        for chunk in records.chunks(256) {
+            log.append(fusion::space::LIVE, chunk, chunk[0].received_ms())?;
+        }
+        log.close()?;
+        write_rates.push(per_second(records.len(), start.elapsed()));
+    }
+    let space = dir.join(fusion::space::LIVE);
+    let bytes: u64 = ingest::log::segments(&space)?
+        .iter()
+        .filter_map(|s| std::fs::metadata(&s.path).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut read_rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut n = 0usize;
+        let start = Instant::now();
+        let report = ingest::log::read_space(&space, Window::default(), |r| {
+            black_box(&r);
+            n += 1;
+        })?;
+        read_rates.push(per_second(n, start.elapsed()));
+        anyhow::ensure!(
+            n == records.len() && report.damaged.is_empty(),
+            "the log gave back {n} of {} events ({:?})",
+            records.len(),
+            report.damaged
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(LogFigures {
+        write_per_s: median(write_rates.clone()),
+        write_rates,
+        read_per_s: median(read_rates.clone()),
+        read_rates,
+        bytes_per_event: bytes as f64 / records.len().max(1) as f64,
+    })
+}
+
 fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     if !(MIN_EVENTS..=MAX_EVENTS).contains(&a.events) {
         bail!("--events must be between {MIN_EVENTS} and {MAX_EVENTS}");
@@ -739,6 +801,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         raw_cells = cells;
     }
     let (tally, memory) = first.context("no run was made")?;
+    let log = log_bench(&w.events, a.runs)?;
 
     let events_per_s = median(engine_rates.clone());
     let raw_events_per_s = median(raw_rates.clone());
@@ -786,15 +849,31 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             println!("        resident set not measured: /proc/self/status is not readable here")
         }
     }
+    println!(
+        "log     written {:>10.0} events/s median ({}), {:.1} bytes per event on disk (LZ4)",
+        log.write_per_s,
+        list(&log.write_rates),
+        log.bytes_per_event
+    );
+    println!(
+        "replay  read    {:>10.0} events/s median ({}) from the log into events for the engine (target ≥ {TARGET_REPLAY:.0}: {})",
+        log.read_per_s,
+        list(&log.read_rates),
+        verdict(log.read_per_s >= TARGET_REPLAY)
+    );
     if a.json {
         println!(
-            "{{\"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
+            "{{\"replay_events_per_s\":{:.0},\"log_write_events_per_s\":{:.0},\"log_bytes_per_event\":{:.1},\
+             \"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
              \"events_per_s\":{events_per_s:.0},\"raw_events_per_s\":{raw_events_per_s:.0},\
              \"ratio\":{ratio:.4},\"flush_share\":{flush_share:.4},\
              \"bytes_per_cell\":{bytes_per_cell:.1},\"index_bytes\":{},\
              \"rss_bytes_per_cell\":{rss_per_cell:.1},\"rss_bytes_per_entity\":{rss_per_entity:.1},\
              \"rss_delta_bytes\":{rss_delta},\"cells_res10\":{},\"cells_total\":{},\
              \"fma\":{fma},\"avx2\":{avx2}}}",
+            log.read_per_s,
+            log.write_per_s,
+            log.bytes_per_event,
             w.events.len(),
             w.sensors,
             w.units,

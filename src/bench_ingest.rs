@@ -397,12 +397,11 @@ async fn ours(url: &str, n: usize, run: usize, show_metrics: bool) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.unwrap_or(began).elapsed();
-    if show_metrics {
-        if let Ok(mut r) = ureq::get(&format!("http://{}/metrics", running.http)).call() {
-            let text = r.body_mut().read_to_string().unwrap_or_default();
-            for l in text.lines().filter(|l| l.starts_with("rm_")) {
-                eprintln!("{l}");
-            }
+    if show_metrics && let Ok(mut r) = ureq::get(&format!("http://{}/metrics", running.http)).call()
+    {
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        for l in text.lines().filter(|l| l.starts_with("rm_")) {
+            eprintln!("{l}");
         }
     }
     let _ = stop.send(true);

@@ -30,9 +30,32 @@ enum Command {
     Serve(ServeArgs),
     /// Publishes a scenario, a scenario file or a load to an MQTT broker.
     Sim(SimArgs),
+    /// Replays an event log into a drill space (in-process or via a broker).
+    Replay(crate::replay::ReplayArgs),
+    /// Writes a time window of the event log as one Arrow IPC file.
+    Export(ExportArgs),
     /// Benchmarks; `--json` prints one JSON object as the last line.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Data folder holding the event log.
+    #[arg(long)]
+    data: PathBuf,
+    /// The space whose log is exported.
+    #[arg(long, default_value = "live")]
+    space: String,
+    /// Only what was received at or after this time (RFC 3339 or epoch ms).
+    #[arg(long)]
+    from: Option<String>,
+    /// …and at or before this time.
+    #[arg(long)]
+    to: Option<String>,
+    /// The Arrow IPC file to write (`.arrow`).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +70,10 @@ struct DemoArgs {
     /// heavy-rain.
     #[arg(long, default_value = "storm-surge")]
     scenario: String,
+    /// Data folder for the event log; default: a new folder under the
+    /// system's temporary folder, so the time slider has a past to show.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +90,11 @@ struct ServeArgs {
     /// Use an external broker instead: mqtt://[user:pass@]host[:port].
     #[arg(long)]
     mqtt: Option<String>,
+    /// Data folder for the event log (overrides `[log] dir`): every
+    /// accepted event is written there, and a restart rebuilds the picture
+    /// from it.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -174,8 +206,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a).await,
         Command::Sim(a) => sim(a).await,
+        Command::Replay(a) => crate::replay::run(a, shutdown_signal()).await,
+        Command::Export(a) => export(a),
         Command::Bench(b) => crate::bench::run(b),
     }
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<()> {
+    if !fusion::space::is_valid_space(&a.space) {
+        bail!("--space {:?} is not a space name", a.space);
+    }
+    let time = |s: &Option<String>| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(|t| {
+                t.parse::<i64>().or_else(|_| {
+                    ingest::wire::rfc3339_ms(t)
+                        .map_err(|e| anyhow::anyhow!("{t:?}: not RFC 3339 or epoch ms: {e}"))
+                })
+            })
+            .transpose()
+    };
+    let window = ingest::log::Window {
+        from_ms: time(&a.from)?,
+        to_ms: time(&a.to)?,
+    };
+    let dir = a.data.join(&a.space);
+    if ingest::log::segments(&dir)?.is_empty() {
+        bail!(
+            "no event log for space {:?} in {}",
+            a.space,
+            a.data.display()
+        );
+    }
+    let report = ingest::log::export(&dir, window, &a.out)
+        .with_context(|| format!("cannot export to {}", a.out.display()))?;
+    for d in &report.damaged {
+        warn!(segment = %d.segment.display(), records_read = d.records_read, error = %d.error, "damaged segment: exported up to the damage");
+    }
+    println!(
+        "exported {} records of {:?} to {} ({} damaged segments)",
+        report.records,
+        a.space,
+        a.out.display(),
+        report.damaged.len()
+    );
+    Ok(())
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -192,6 +267,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let http = a.http.unwrap_or(config.http.listen);
+    let mut config = config;
+    if let Some(data) = a.data {
+        config.log.dir = Some(data);
+    }
     let shutdown = shutdown_signal();
     let running = server::start(&config, broker, http, shutdown).await?;
     println!(
@@ -208,7 +287,17 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
         ..SimOptions::new(a.scenario.as_str())
     };
     opts.validate()?;
-    let config = Config::default();
+    let mut config = Config::default();
+    let data = a.data.unwrap_or_else(|| {
+        // Process ids come round again: the time makes the folder new.
+        std::env::temp_dir().join(format!(
+            "rescuemate-demo-{}-{}",
+            std::process::id(),
+            ingest::now_ms()
+        ))
+    });
+    info!(data = %data.display(), "demo event log");
+    config.log.dir = Some(data);
     let shutdown = shutdown_signal();
     // Any free port for the broker, so the demo runs beside a local Mosquitto.
     let any_port: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));

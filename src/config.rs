@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -44,6 +44,49 @@ pub struct Config {
     /// Foreign formats (SenML, CoT, CAP, SensorThings): topic patterns and
     /// mapping tables.
     pub formats: FormatsConfig,
+    /// The event log.
+    pub log: LogSection,
+}
+
+/// `[log]`: the event log (Arrow IPC segments, one folder per space).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// The data folder (`--data` overrides it). Unset: no log, and a
+    /// restarted server starts with an empty picture.
+    pub dir: Option<PathBuf>,
+    /// A segment is closed at this size, bytes.
+    pub segment_bytes: u64,
+    /// A segment is closed at this age, milliseconds.
+    pub segment_ms: i64,
+    /// Wait for the disk after every batch (survives a power cut; costs a
+    /// disk round trip per batch). Without it a batch is in the operating
+    /// system's hands, which survives the process being killed.
+    pub fsync: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let d = ingest::log::LogConfig::new("");
+        Self {
+            dir: None,
+            segment_bytes: d.segment_bytes,
+            segment_ms: d.segment_ms,
+            fsync: d.fsync,
+        }
+    }
+}
+
+impl LogSection {
+    /// The writer's settings, when a data folder is set.
+    pub fn writer(&self) -> Option<ingest::log::LogConfig> {
+        self.dir.as_ref().map(|dir| ingest::log::LogConfig {
+            dir: dir.clone(),
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            fsync: self.fsync,
+        })
+    }
 }
 
 /// `[http]`.
@@ -158,6 +201,12 @@ impl Config {
         if config.fusion.tick_ms == 0 || config.fusion.tick_ms > 10_000 {
             bail!("fusion.tick_ms must be 1..=10000");
         }
+        if config.log.segment_bytes < 64 * 1024 {
+            bail!("log.segment_bytes must be at least 65536");
+        }
+        if config.log.segment_ms < 1_000 {
+            bail!("log.segment_ms must be at least 1000");
+        }
         if config.mqtt.queue == 0 {
             bail!("mqtt.queue must be at least 1");
         }
@@ -261,6 +310,8 @@ mod tests {
         let text = include_str!("../deploy/rescuemate.toml");
         let c = Config::parse(text).expect("deploy/rescuemate.toml is valid");
         assert_eq!(c.fusion.tick_ms, 50);
+        assert_eq!(c.log.segment_ms, 3_600_000);
+        assert!(c.log.dir.is_none(), "no log unless asked for");
         assert_eq!(c.sectors.len(), 1);
         assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);
         let f = c.formats().expect("formats");

@@ -1,22 +1,53 @@
 //! The owner task: the one place the pictures live.
 //!
-//! It receives accepted events from ingest (bounded channel), applies them
-//! to the picture of their space, and every tick flushes each picture into
-//! one delta that it broadcasts. It also answers the viewer's requests
-//! (open a space, snapshot, acknowledge) between events, so snapshots and
-//! deltas are always consistent by sequence number.
+//! It receives accepted events from ingest (bounded channel), writes them
+//! to the event log, then applies them to the picture of their space
+//! (write-ahead), and every tick flushes each picture into one delta that
+//! it broadcasts. It also answers the viewer's requests (open a space,
+//! snapshot, acknowledge, a picture of the past) between events, so
+//! snapshots and deltas are always consistent by sequence number.
+//!
+//! The log is written here rather than in the ingest loop so that it holds
+//! events and operators' actions in exactly the order the picture applied
+//! them: that order is what makes a recovered or replayed picture's digest
+//! equal the original's. Ingest acknowledges a message to the broker only
+//! once [`Driver::logged`] has counted its events.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use fusion::{Envelope, Outcome, Picture, PictureConfig, Viewport};
-use tokio::sync::{broadcast, mpsc};
+use fusion::{Envelope, Journal, JournalEntry, Outcome, Picture, PictureConfig, Viewport};
+use ingest::log::{self, EventLog, MissionLog, Op, OpRecord, Record, Window};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use viewer::hub::{Hub, Request, SnapshotReply, SpaceHandle};
 
 use ingest::now_ms;
+
+/// The pictures' clock.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    /// The server's wall clock.
+    #[default]
+    Wall,
+    /// Driven by a replayed log: the receive time of the record replayed
+    /// last.
+    Log(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// Now, epoch milliseconds.
+    pub fn now(&self) -> i64 {
+        match self {
+            Clock::Wall => now_ms(),
+            Clock::Log(t) => t.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// Settings of the owner task.
 #[derive(Debug, Clone)]
@@ -27,11 +58,50 @@ pub struct DriverConfig {
     pub ring: usize,
     /// The engine.
     pub picture: PictureConfig,
+    /// What "now" is.
+    pub clock: Clock,
+}
+
+/// What a replay hands the owner task, in order.
+#[derive(Debug)]
+pub enum Feed {
+    /// A logged record (already moved into its drill space): applied with
+    /// the log's clock, never logged again.
+    Record(Record),
+    /// The digest of `space` after everything fed before it.
+    Digest {
+        /// The space.
+        space: String,
+        /// Gets the digest.
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// What recovery found in the log.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Records applied, per space.
+    pub records: BTreeMap<String, u64>,
+    /// Segments that could not be read to their end.
+    pub damaged: Vec<log::Damage>,
 }
 
 struct Space {
     picture: Picture,
     handle: SpaceHandle,
+    /// Turns deltas into mission-log entries.
+    journal: Journal,
+    /// The mission log (in the space's folder with a data folder).
+    mission: MissionLog,
+}
+
+impl Space {
+    fn enter(&mut self, entries: Vec<JournalEntry>) {
+        if let Err(e) = self.mission.append(entries) {
+            metrics::counter!("rm_log_write_errors_total").increment(1);
+            error!(error = %e, space = %self.handle.name, "cannot write the mission log");
+        }
+    }
 }
 
 /// Counters touched per event, looked up once.
@@ -66,6 +136,15 @@ pub struct Driver {
     hub: Arc<Hub>,
     spaces: BTreeMap<String, Space>,
     counters: Counters,
+    log: Option<EventLog>,
+    /// Events from ingest's channel that are logged (or, without a log,
+    /// taken), counted from the start.
+    logged: watch::Sender<u64>,
+    /// Rebuilding from the log: what happened then is in the mission log
+    /// already.
+    recovering: bool,
+    /// Reused for each batch.
+    records: Vec<Record>,
 }
 
 impl Driver {
@@ -76,9 +155,83 @@ impl Driver {
             hub,
             spaces: BTreeMap::new(),
             counters: Counters::new(),
+            log: None,
+            logged: watch::channel(0).0,
+            recovering: false,
+            records: Vec::with_capacity(BATCH),
         };
         d.open(fusion::space::LIVE);
         d
+    }
+
+    /// Writes every event and action to `log` before applying it.
+    pub fn with_log(mut self, log: EventLog) -> Driver {
+        self.log = Some(log);
+        // Spaces opened before (live) keep their mission log there too.
+        let names: Vec<String> = self.spaces.keys().cloned().collect();
+        for name in names {
+            let mission = self.mission_log(&name);
+            if let Some(s) = self.spaces.get_mut(&name) {
+                s.mission = mission;
+            }
+        }
+        self
+    }
+
+    /// How many of ingest's events are safe in the log (ingest holds its
+    /// acknowledgements to the broker until then).
+    pub fn logged(&self) -> watch::Receiver<u64> {
+        self.logged.subscribe()
+    }
+
+    /// Rebuilds every space's picture from the log (blocking: call it
+    /// before the loop, off the async threads).
+    pub fn recover(&mut self) -> anyhow::Result<Recovery> {
+        let mut report = Recovery::default();
+        let Some(dir) = self.log.as_ref().map(|l| l.dir().to_path_buf()) else {
+            return Ok(report);
+        };
+        let tick_ms = i64::try_from(self.config.tick.as_millis()).unwrap_or(50);
+        self.recovering = true;
+        let config = self.config.picture.clone();
+        for name in log::spaces(&dir)? {
+            let space = self.open(&name);
+            let (restored, first) = newest_checkpoint(&dir.join(&name), &config, None);
+            if let Some((picture, info)) = restored {
+                info!(space = %name, checkpoint = %info.path.display(), "picture restored from its newest checkpoint");
+                metrics::counter!("rm_log_checkpoints_restored_total").increment(1);
+                space.picture = picture;
+            }
+            let mut last_flush: Option<i64> = None;
+            let mut now = None;
+            let read = log::read_space_from(&dir.join(&name), first, Window::default(), |r| {
+                let t = r.received_ms();
+                apply_record(&mut space.picture, &r);
+                now = Some(t);
+                if last_flush.is_none_or(|f| t - f >= tick_ms) {
+                    space.picture.flush(t);
+                    last_flush = Some(t);
+                }
+            })?;
+            if let Some(t) = now {
+                space.picture.flush(t);
+            }
+            let all = Viewport {
+                bbox: None,
+                res: space.picture.resolutions()[0],
+            };
+            let shown = space.picture.snapshot(&all, now.unwrap_or(0));
+            space.journal.seed(&shown);
+            metrics::counter!("rm_log_recovered_total").increment(read.records);
+            report.records.insert(name, read.records);
+            report.damaged.extend(read.damaged);
+        }
+        self.recovering = false;
+        if !report.damaged.is_empty() {
+            metrics::counter!("rm_log_damaged_segments_total")
+                .increment(report.damaged.len() as u64);
+        }
+        Ok(report)
     }
 
     fn open(&mut self, name: &str) -> &mut Space {
@@ -92,13 +245,24 @@ impl Driver {
             self.hub.register(handle.clone());
             info!(space = name, drill = handle.drill, "space opened");
             metrics::gauge!("rm_spaces").increment(1.0);
-            self.spaces.insert(
-                name.to_owned(),
-                Space {
-                    picture: Picture::new(self.config.picture.clone()),
-                    handle,
-                },
-            );
+            let mission = self.mission_log(name);
+            let mut space = Space {
+                picture: Picture::new(self.config.picture.clone()),
+                handle,
+                journal: Journal::default(),
+                mission,
+            };
+            if space.handle.drill && !self.recovering {
+                let now = self.config.clock.now();
+                space.enter(vec![Journal::action(
+                    "drill_opened",
+                    Some(name),
+                    None,
+                    format!("EXERCISE {name} begins"),
+                    now,
+                )]);
+            }
+            self.spaces.insert(name.to_owned(), space);
         }
         let Some(space) = self.spaces.get_mut(name) else {
             unreachable!("inserted above")
@@ -106,9 +270,11 @@ impl Driver {
         space
     }
 
-    fn apply(&mut self, env: &Envelope, now: i64) {
+    /// Applies one event; the picture's clock is its receive time, so a
+    /// recovered or replayed picture sees exactly what this one saw.
+    fn apply(&mut self, env: &Envelope) {
         let space = self.open(&env.space);
-        match space.picture.apply(env, now) {
+        match space.picture.apply(env, env.received_ms) {
             Ok(outcome) => {
                 let c = &self.counters;
                 match outcome {
@@ -130,16 +296,164 @@ impl Driver {
         }
     }
 
+    /// The mission log of `space`: its file with a data folder.
+    fn mission_log(&self, space: &str) -> MissionLog {
+        let Some(dir) = self.log.as_ref().map(|l| l.dir().join(space)) else {
+            return MissionLog::in_memory();
+        };
+        match MissionLog::open(&dir) {
+            Ok((m, 0)) => m,
+            Ok((m, bad)) => {
+                warn!(
+                    space,
+                    bad_lines = bad,
+                    "mission log: unreadable lines skipped (a crash mid-write?)"
+                );
+                m
+            }
+            Err(e) => {
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space, "cannot open the mission log: kept in memory only");
+                MissionLog::in_memory()
+            }
+        }
+    }
+
     fn flush(space: &mut Space, now: i64) {
         if let Some(delta) = space.picture.flush(now) {
             metrics::counter!("rm_fusion_deltas_total").increment(1);
+            let entries = space.journal.observe(&delta, now);
+            space.enter(entries);
             // No receivers is fine: nobody is watching this space.
             let _ = space.handle.deltas.send(Arc::new(delta));
         }
     }
 
-    fn tick(&mut self) {
+    /// Logs a batch from ingest (one Arrow batch per run of one space),
+    /// then applies it.
+    fn take(&mut self, batch: &mut Vec<Envelope>) {
+        let n = batch.len() as u64;
+        if self.log.is_none() {
+            for env in batch.drain(..) {
+                self.apply(&env);
+            }
+            self.logged.send_modify(|c| *c += n);
+            return;
+        }
+        let mut records = std::mem::take(&mut self.records);
+        records.extend(batch.drain(..).map(Record::Event));
         let now = now_ms();
+        for run in records.chunk_by(|a, b| a.space() == b.space()) {
+            if let Err(e) = self.append_logged(run[0].space(), run, now) {
+                // Liveness first: the picture goes on, loudly degraded.
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
+            }
+        }
+        self.logged.send_modify(|c| *c += n);
+        for r in &records {
+            if let Record::Event(env) = r {
+                self.apply(env);
+            }
+        }
+        records.clear();
+        self.records = records;
+    }
+
+    /// Empties a drill space's picture; its log and mission log are moved
+    /// aside (kept for the after-action review) and begin afresh.
+    fn reset(&mut self, space: &str) -> Result<(), String> {
+        if !fusion::space::is_drill(space) {
+            return Err(format!("{space:?} is not a drill space"));
+        }
+        let now = self.config.clock.now();
+        let Some(seq) = self.spaces.get(space).map(|s| s.picture.seq()) else {
+            return Err(format!("no space {space:?}"));
+        };
+        if let Some(log) = self.log.as_mut() {
+            log.reset(space, now).map_err(|e| e.to_string())?;
+        }
+        let mission = self.mission_log(space);
+        let config = self.config.picture.clone();
+        let Some(s) = self.spaces.get_mut(space) else {
+            return Err(format!("no space {space:?}"));
+        };
+        s.picture = Picture::new(config);
+        // Clients go on counting, and resync at once: one delta that says
+        // so, then the new picture's.
+        s.picture.continue_seq(seq + 1);
+        let _ = s
+            .handle
+            .deltas
+            .send(Arc::new(fusion::Delta::resync(seq + 1)));
+        s.journal = Journal::default();
+        s.mission = mission;
+        // The fresh log begins with the empty picture, so the drill's past
+        // reaches back to the reset.
+        if let Some(log) = self.log.as_mut() {
+            let written = log
+                .next_index(space)
+                .map_err(anyhow::Error::from)
+                .and_then(|segment| {
+                    write_checkpoint(&log.dir().join(space), &s.picture, segment, now)
+                });
+            if let Err(e) = written {
+                error!(error = %e, space, "cannot write the reset drill's first checkpoint");
+            }
+        }
+        s.enter(vec![Journal::action(
+            "drill_reset",
+            Some(space),
+            None,
+            format!("EXERCISE {space} reset: the picture starts empty"),
+            now,
+        )]);
+        info!(space, "drill reset");
+        Ok(())
+    }
+
+    /// Logs an operator's action that changed a picture.
+    fn log_op(&mut self, space: &str, op: Op) {
+        if self.log.is_none() {
+            return;
+        }
+        let now = now_ms();
+        let record = Record::Op(OpRecord {
+            space: space.to_owned(),
+            at_ms: now,
+            actor: None,
+            op,
+        });
+        if let Err(e) = self.append_logged(space, std::slice::from_ref(&record), now) {
+            metrics::counter!("rm_log_write_errors_total").increment(1);
+            error!(error = %e, space, "cannot write an operator's action to the event log");
+        }
+    }
+
+    /// Appends to `space`'s log; when that begins a new segment, first
+    /// writes a checkpoint of the picture (which then holds exactly the
+    /// segments before it), so recovery replays at most one segment.
+    fn append_logged(&mut self, space: &str, run: &[Record], now: i64) -> anyhow::Result<()> {
+        self.open(space);
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        if let Some(segment) = log.begins_segment(space, now)?
+            && let Some(s) = self.spaces.get_mut(space)
+        {
+            let dir = log.dir().join(space);
+            Self::flush(s, now);
+            if let Err(e) = write_checkpoint(&dir, &s.picture, segment, now) {
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space, "cannot write a checkpoint: recovery will replay more of the log");
+            }
+        }
+        log.append(space, run, now)?;
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        let now = self.config.clock.now();
         for space in self.spaces.values_mut() {
             Self::flush(space, now);
         }
@@ -156,7 +470,7 @@ impl Driver {
                 viewport,
                 reply,
             } => {
-                let now = now_ms();
+                let now = self.config.clock.now();
                 let answer = self.spaces.get_mut(&space).map(|s| {
                     // Flush first, so the snapshot's seq covers every event
                     // applied so far and the next delta continues from it.
@@ -182,6 +496,24 @@ impl Driver {
                     Some(s) => s.picture.remove(kind, &id).map_err(|e| e.to_string()),
                     None => Err(format!("no space {space:?}")),
                 };
+                if result.is_ok() {
+                    let now = self.config.clock.now();
+                    let what = match kind {
+                        fusion::EntityKind::Unit => "Unit",
+                        fusion::EntityKind::Sensor => "Sensor",
+                    };
+                    if let Some(s) = self.spaces.get_mut(&space) {
+                        s.enter(vec![Journal::action(
+                            "removed",
+                            Some(&id),
+                            None,
+                            format!("{what} {id} removed from the picture by an operator"),
+                            now,
+                        )]);
+                    }
+                    let entity = kind.into();
+                    self.log_op(&space, Op::Remove { entity, id });
+                }
                 let _ = reply.send(result);
             }
             Request::Ack {
@@ -193,16 +525,102 @@ impl Driver {
                     Some(s) => s.picture.ack(&alert).map_err(|e| e.to_string()),
                     None => Err(format!("no space {space:?}")),
                 };
+                if result.is_ok() {
+                    let now = self.config.clock.now();
+                    if let Some(s) = self.spaces.get_mut(&space) {
+                        let entry = s.journal.acked(&alert, None, now);
+                        s.enter(vec![entry]);
+                    }
+                    self.log_op(&space, Op::Ack { alert });
+                }
                 let _ = reply.send(result);
+            }
+            Request::MissionLog {
+                space,
+                limit,
+                reply,
+            } => {
+                let result = match self.spaces.get(&space) {
+                    Some(s) => Ok(s.mission.recent(limit)),
+                    None => Err(format!("no space {space:?}")),
+                };
+                let _ = reply.send(result);
+            }
+            Request::HistoryRange { space, reply } => {
+                let result = match self.log.as_ref() {
+                    None => {
+                        Err("this server keeps no event log (start it with --data DIR)".to_owned())
+                    }
+                    Some(l) => {
+                        let dir = l.dir().join(&space);
+                        // The log reaches back to its first segment, or to
+                        // its first checkpoint (a reset drill has one
+                        // before any segment).
+                        let first_segment = log::segments(&dir)
+                            .ok()
+                            .and_then(|s| s.first().map(|s| s.start_ms));
+                        let first_checkpoint = log::checkpoints(&dir)
+                            .ok()
+                            .and_then(|c| c.iter().map(|c| c.at_ms).min());
+                        first_segment
+                            .into_iter()
+                            .chain(first_checkpoint)
+                            .min()
+                            .map(|from| (from, self.config.clock.now()))
+                            .ok_or_else(|| format!("no event log for {space:?} yet"))
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Request::Reset { space, reply } => {
+                let _ = reply.send(self.reset(&space));
+            }
+            Request::History {
+                space,
+                at_ms,
+                viewport,
+                reply,
+            } => {
+                let Some(dir) = self.log.as_ref().map(|l| l.dir().join(&space)) else {
+                    let _ = reply.send(Err(
+                        "this server keeps no event log (start it with --data DIR)".to_owned(),
+                    ));
+                    return;
+                };
+                let config = self.config.picture.clone();
+                // Reading the log may take a while: never on the owner task.
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(history(&dir, config, at_ms, viewport));
+                });
+            }
+        }
+    }
+
+    fn feed(&mut self, item: Feed) {
+        match item {
+            Feed::Record(r) => {
+                if let Clock::Log(t) = &self.config.clock {
+                    t.store(r.received_ms(), Ordering::Relaxed);
+                }
+                let space = self.open(r.space());
+                apply_record(&mut space.picture, &r);
+            }
+            Feed::Digest { space, reply } => {
+                let now = self.config.clock.now();
+                let s = self.open(&space);
+                Self::flush(s, now);
+                let _ = reply.send(s.picture.digest());
             }
         }
     }
 
     /// Runs until `shutdown` resolves or ingest and the viewer both hang up.
+    /// `feed`: a replay's records, if this owner task serves one.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<Envelope>,
         mut requests: mpsc::Receiver<Request>,
+        mut feed: Option<mpsc::Receiver<Feed>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut tick = tokio::time::interval(self.config.tick);
@@ -217,15 +635,145 @@ impl Driver {
                     if n == 0 {
                         continue;
                     }
-                    let now = now_ms();
-                    for env in batch.drain(..) {
-                        self.apply(&env, now);
-                    }
+                    self.take(&mut batch);
                 }
                 Some(req) = requests.recv() => self.request(req),
+                Some(item) = next_fed(&mut feed) => self.feed(item),
                 else => break,
             }
         }
         self.tick();
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.close() {
+                error!(error = %e, "cannot close the event log's segments");
+            }
+            // A clean stop leaves nothing to replay: a checkpoint for the
+            // segment that comes next.
+            let now = self.config.clock.now();
+            for (name, s) in &mut self.spaces {
+                let written =
+                    log.next_index(name)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|segment| {
+                            Self::flush(s, now);
+                            write_checkpoint(&log.dir().join(name), &s.picture, segment, now)
+                        });
+                if let Err(e) = written {
+                    error!(error = %e, space = %name, "cannot write the shutdown checkpoint");
+                }
+            }
+        }
     }
+}
+
+async fn next_fed(feed: &mut Option<mpsc::Receiver<Feed>>) -> Option<Feed> {
+    match feed {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a logged record to a picture, its receive time as the clock.
+pub fn apply_record(picture: &mut Picture, r: &Record) {
+    match r {
+        // Refusals and duplicates are the picture's to decide, as they
+        // were the first time.
+        Record::Event(env) => {
+            let _ = picture.apply(env, env.received_ms);
+        }
+        Record::Op(o) => {
+            let _ = match &o.op {
+                Op::Ack { alert } => picture.ack(alert).map_err(|e| e.to_string()),
+                Op::Remove { entity, id } => picture
+                    .remove((*entity).into(), id)
+                    .map_err(|e| e.to_string()),
+            };
+        }
+    }
+}
+
+/// Writes a checkpoint of `picture` (just flushed) for `segment`.
+fn write_checkpoint(dir: &Path, picture: &Picture, segment: u64, now: i64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let Some(cp) = picture.checkpoint() else {
+        anyhow::bail!("the picture has unflushed changes");
+    };
+    let path = log::write_checkpoint(
+        dir,
+        &log::CheckpointFile {
+            segment,
+            at_ms: now,
+            picture: cp,
+        },
+    )?;
+    metrics::counter!("rm_log_checkpoints_total").increment(1);
+    info!(checkpoint = %path.display(), ms = started.elapsed().as_millis() as u64, "checkpoint written");
+    Ok(())
+}
+
+/// The newest usable checkpoint in `dir` (taken at or before `at_ms`, if
+/// given), restored, and the first segment after it (0 without one).
+fn newest_checkpoint(
+    dir: &Path,
+    config: &PictureConfig,
+    at_ms: Option<i64>,
+) -> (Option<(Picture, log::CheckpointInfo)>, u64) {
+    let found = match log::checkpoints(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, dir = %dir.display(), "cannot list checkpoints: replaying the whole log");
+            return (None, 0);
+        }
+    };
+    for info in found.into_iter().rev() {
+        if at_ms.is_some_and(|t| info.at_ms > t) {
+            continue;
+        }
+        let restored = log::read_checkpoint(&info.path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| Picture::restore(config.clone(), f.picture).map_err(|e| e.to_string()));
+        match restored {
+            Ok(p) => {
+                let segment = info.segment;
+                return (Some((p, info)), segment);
+            }
+            Err(e) => {
+                metrics::counter!("rm_log_checkpoints_refused_total").increment(1);
+                warn!(checkpoint = %info.path.display(), error = %e, "checkpoint not usable: trying an older one");
+            }
+        }
+    }
+    (None, 0)
+}
+
+/// The picture of one space's log `dir` as it was at `at_ms`.
+fn history(
+    dir: &Path,
+    config: PictureConfig,
+    at_ms: i64,
+    viewport: Viewport,
+) -> Result<SnapshotReply, String> {
+    let (restored, first) = newest_checkpoint(dir, &config, Some(at_ms));
+    let from_checkpoint = restored.is_some();
+    let mut picture = restored.map_or_else(|| Picture::new(config), |(p, _)| p);
+    let window = Window {
+        from_ms: None,
+        to_ms: Some(at_ms),
+    };
+    let read = log::read_space_from(dir, first, window, |r| apply_record(&mut picture, &r))
+        .map_err(|e| e.to_string())?;
+    if read.segments == 0 && !from_checkpoint {
+        return Err(format!(
+            "the event log has nothing for this space at or before {at_ms}"
+        ));
+    }
+    picture.flush(at_ms);
+    let vp = Viewport {
+        bbox: viewport.bbox,
+        res: picture.nearest_resolution(u8::from(viewport.res)),
+    };
+    Ok(SnapshotReply {
+        snapshot: picture.snapshot(&vp, at_ms),
+        digest: picture.digest(),
+    })
 }

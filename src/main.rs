@@ -10,6 +10,7 @@ mod bench_ingest;
 mod cli;
 mod config;
 mod driver;
+mod replay;
 mod server;
 
 use clap::Parser;

@@ -8,12 +8,13 @@ use ingest::mqtt::Session;
 use ingest::{EmbeddedBroker, IngestConfig, LinkStatus};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 use viewer::AppState;
 use viewer::hub::Hub;
 
 use crate::config::Config;
-use crate::driver::{Driver, DriverConfig};
+use crate::driver::{Clock, Driver, DriverConfig};
+use ingest::log::EventLog;
 
 /// Where ingest gets its MQTT.
 #[derive(Debug, Clone)]
@@ -100,15 +101,53 @@ pub async fn start(
     let (event_tx, event_rx) = mpsc::channel(config.mqtt.queue);
     let (request_tx, request_rx) = mpsc::channel(256);
     let hub = Hub::new(request_tx);
-    let driver = Driver::new(
+    let mut driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
             ring: config.http.ws_ring,
             picture: config.picture()?,
+            clock: Clock::Wall,
         },
         hub.clone(),
     );
-    let driver_task = tokio::spawn(driver.run(event_rx, request_rx, stopped(shutdown.clone())));
+    let logged = match config.log.writer() {
+        Some(log_config) => {
+            let dir = log_config.dir.clone();
+            let log = EventLog::open(log_config)
+                .with_context(|| format!("cannot open the event log in {}", dir.display()))?;
+            driver = driver.with_log(log);
+            // Before ingest starts: the picture is rebuilt first, and what
+            // the broker sends meanwhile waits in its queue.
+            let started = std::time::Instant::now();
+            let (d, recovered) = tokio::task::spawn_blocking(move || {
+                let r = driver.recover();
+                (driver, r)
+            })
+            .await
+            .context("recovery panicked")?;
+            driver = d;
+            let recovered = recovered.context("cannot read the event log")?;
+            for damage in &recovered.damaged {
+                warn!(
+                    segment = %damage.segment.display(),
+                    records_read = damage.records_read,
+                    error = %damage.error,
+                    "event log segment damaged: read up to the damage, the rest of the log is used"
+                );
+            }
+            info!(
+                data = %dir.display(),
+                records = ?recovered.records,
+                damaged = recovered.damaged.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "picture recovered from the event log"
+            );
+            Some(driver.logged())
+        }
+        None => None,
+    };
+    let driver_task =
+        tokio::spawn(driver.run(event_rx, request_rx, None, stopped(shutdown.clone())));
 
     let link = Arc::new(LinkStatus::default());
     let mut ingest_config = IngestConfig::new(ingest::Decoder {
@@ -116,6 +155,7 @@ pub async fn start(
         formats: Arc::new(config.formats()?),
     });
     ingest_config.share_group = config.mqtt.share_group.clone();
+    ingest_config.logged = logged;
     let session: Session = match config.mqtt.version {
         5 => ingest::mqtt::mqtt5_options(&url, &config.mqtt.client_id)?.into(),
         _ => opts.into(),

@@ -1,9 +1,16 @@
-//! Browser smoke test of the web client against the real binary.
+//! Browser tests of the web client against the real binary.
 //!
-//! Starts `rescuemate demo --http 127.0.0.1:0`, reads the URL it prints and
-//! runs `tests/browser/smoke.mjs` (Node.js + playwright-core driving Debian's
-//! headless Chromium): the page must go live, show cells, receive deltas and
-//! render; the screenshot lands in `target/browser-smoke.png`.
+//! Each starts `rescuemate demo --http 127.0.0.1:0`, reads the URL it prints
+//! and runs a script in `tests/browser/` (Node.js + playwright-core driving
+//! Debian's headless Chromium):
+//! - `smoke.mjs`: the page must go live, show cells, receive deltas and
+//!   render; the screenshot lands in `target/browser-smoke.png`.
+//! - `history.mjs`: the time slider shows the picture of the past that REST
+//!   `snapshot?at=` answers and returns to live; the mission log lists the
+//!   scenario's alerts and an acknowledgement; a drill space (filled by
+//!   `rescuemate sim` first) is reset to empty. Screenshots:
+//!   `target/browser-past.png`, `target/browser-mission-log.png`,
+//!   `target/browser-drill-reset.png`.
 //!
 //! Needs `/usr/bin/chromium` and `node`; it runs `npm ci` in `tests/browser`
 //! itself when `node_modules` is missing. Without them the test is skipped
@@ -15,7 +22,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -24,6 +31,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const URL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the node script may run (its own waits add up to about a minute).
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(150);
+/// How long the history test's node script may run.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Lines of the demo's stderr kept to explain a failure.
 const LOG_LINES: usize = 200;
 
@@ -109,10 +118,17 @@ fn dump(lines: &Lines) -> String {
 
 /// The first `http://…` token in a line.
 fn url_in(line: &str) -> Option<String> {
-    let start = line.find("http://")?;
-    let url = line[start..].split_whitespace().next()?;
+    token_in(line, "http://")
+}
+
+/// The first token in a line that starts with `scheme`, without trailing
+/// punctuation.
+fn token_in(line: &str, scheme: &str) -> Option<String> {
+    let start = line.find(scheme)?;
+    let token = line[start..].split_whitespace().next()?;
     Some(
-        url.trim_end_matches([',', ';', '.', ')', '"', '\''])
+        token
+            .trim_end_matches([',', ';', '.', ')', '"', '\''])
             .to_owned(),
     )
 }
@@ -133,18 +149,38 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitStatus> 
     }
 }
 
-#[test]
-fn web_client_goes_live_in_headless_chromium() {
+/// One browser test at a time: two demos and two Chromiums on a small
+/// machine make both slow enough to time out.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+/// The repository root, or None (after saying why) when the prerequisites
+/// are missing and the test is to be skipped.
+fn root_or_skip(test: &str) -> Option<&'static Path> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let required = std::env::var("RM_REQUIRE_ALL").is_ok_and(|v| v == "1");
     let missing = missing_prerequisites(root);
-    if !missing.is_empty() {
-        let why = format!("browser test needs: {}", missing.join(", "));
-        assert!(!required, "{why} (RM_REQUIRE_ALL=1)");
-        eprintln!("SKIPPED: browser smoke test: {why}; CI installs these (RM_REQUIRE_ALL=1)");
-        return;
+    if missing.is_empty() {
+        return Some(root);
     }
+    let why = format!("browser test needs: {}", missing.join(", "));
+    assert!(!required, "{why} (RM_REQUIRE_ALL=1)");
+    eprintln!("SKIPPED: {test}: {why}; CI installs these (RM_REQUIRE_ALL=1)");
+    None
+}
 
+/// A running `rescuemate demo` and what its banner says.
+struct Demo {
+    /// Killed when dropped.
+    _process: KillOnDrop,
+    /// The page to open.
+    url: String,
+    /// Its embedded broker.
+    mqtt: String,
+    /// The demo's stderr, for failure messages.
+    log: Lines,
+}
+
+fn start_demo(root: &Path) -> Demo {
     let mut demo = KillOnDrop {
         child: Command::new(env!("CARGO_BIN_EXE_rescuemate"))
             .args(["demo", "--http", "127.0.0.1:0"])
@@ -155,7 +191,7 @@ fn web_client_goes_live_in_headless_chromium() {
             .spawn()
             .expect("start rescuemate demo"),
     };
-    let (demo_log, _) = collect_lines(demo.child.stderr.take().expect("demo stderr"));
+    let (log, _) = collect_lines(demo.child.stderr.take().expect("demo stderr"));
 
     // Read stdout on a thread (and keep draining it) so the demo never
     // blocks on a full pipe; hand the lines over until the URL shows up.
@@ -168,12 +204,13 @@ fn web_client_goes_live_in_headless_chromium() {
     });
     let deadline = Instant::now() + URL_TIMEOUT;
     let mut seen = Vec::new();
-    let url = loop {
+    let (url, mqtt) = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
                 if let Some(url) = url_in(&line) {
-                    break url;
+                    let mqtt = token_in(&line, "mqtt://").unwrap_or_default();
+                    break (url, mqtt);
                 }
                 seen.push(line);
             }
@@ -181,28 +218,36 @@ fn web_client_goes_live_in_headless_chromium() {
                 "demo printed no http:// URL ({err:?}); exit: {:?}\nstdout:\n{}\nstderr:\n{}",
                 demo.child.try_wait(),
                 seen.join("\n"),
-                dump(&demo_log)
+                dump(&log)
             ),
         }
     };
-    eprintln!("demo serves {url}");
+    eprintln!("demo serves {url} (MQTT {mqtt})");
+    Demo {
+        _process: demo,
+        url,
+        mqtt,
+        log,
+    }
+}
 
-    let mut smoke = Command::new("node")
-        .arg("tests/browser/smoke.mjs")
-        .arg(&url)
-        .arg("target/browser-smoke.png")
+/// Runs `node <args>` in the repository root; panics with its output (and
+/// the demo's log) unless it succeeds within `limit`.
+fn run_node(root: &Path, args: &[&str], limit: Duration, demo: &Demo) {
+    let mut node = Command::new("node")
+        .args(args)
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start node tests/browser/smoke.mjs");
-    let (smoke_out, out_reader) = collect_lines(smoke.stdout.take().expect("smoke stdout"));
-    let (smoke_err, err_reader) = collect_lines(smoke.stderr.take().expect("smoke stderr"));
-    let status = wait_with_deadline(&mut smoke, SMOKE_TIMEOUT);
+        .expect("start node");
+    let (node_out, out_reader) = collect_lines(node.stdout.take().expect("node stdout"));
+    let (node_err, err_reader) = collect_lines(node.stderr.take().expect("node stderr"));
+    let status = wait_with_deadline(&mut node, limit);
     settle(&[out_reader, err_reader]);
-    let out = dump(&smoke_out);
-    let err = dump(&smoke_err);
+    let out = dump(&node_out);
+    let err = dump(&node_err);
 
     match status {
         Some(s) if s.success() => {
@@ -212,15 +257,76 @@ fn web_client_goes_live_in_headless_chromium() {
             }
         }
         other => panic!(
-            "browser smoke test failed ({}):\nstdout:\n{out}\nstderr:\n{err}\ndemo stderr:\n{}",
-            other.map_or_else(
-                || format!("timed out after {SMOKE_TIMEOUT:?}"),
-                |s| s.to_string()
-            ),
-            dump(&demo_log)
+            "node {} failed ({}):\nstdout:\n{out}\nstderr:\n{err}\ndemo stderr:\n{}",
+            args.join(" "),
+            other.map_or_else(|| format!("timed out after {limit:?}"), |s| s.to_string()),
+            dump(&demo.log)
         ),
     }
-    drop(demo);
+}
+
+#[test]
+fn web_client_goes_live_in_headless_chromium() {
+    let Some(root) = root_or_skip("browser smoke test") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    let demo = start_demo(root);
+    run_node(
+        root,
+        &[
+            "tests/browser/smoke.mjs",
+            &demo.url,
+            "target/browser-smoke.png",
+        ],
+        SMOKE_TIMEOUT,
+        &demo,
+    );
+}
+
+/// The drill space the history test resets.
+const DRILL: &str = "drill-browser";
+/// How long the simulator fills it (the live space's log grows meanwhile).
+const DRILL_FILL: &str = "8s";
+
+#[test]
+fn time_slider_mission_log_and_drill_reset_in_headless_chromium() {
+    let Some(root) = root_or_skip("browser history test") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    let demo = start_demo(root);
+    assert!(
+        demo.mqtt.starts_with("mqtt://"),
+        "no broker URL in the demo's banner"
+    );
+
+    // A drill space with data in it and then nobody publishing, so that a
+    // reset must leave it empty; meanwhile the live space gathers history.
+    let mut sim = KillOnDrop {
+        child: Command::new(env!("CARGO_BIN_EXE_rescuemate"))
+            .args(["sim", "--mqtt", &demo.mqtt, "--space", DRILL])
+            .args(["--speed", "60", "--duration", DRILL_FILL])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rescuemate sim"),
+    };
+    let filled = wait_with_deadline(&mut sim.child, Duration::from_secs(60));
+    assert!(
+        filled.is_some_and(|s| s.success()),
+        "sim into {DRILL} failed: {filled:?}\ndemo stderr:\n{}",
+        dump(&demo.log)
+    );
+
+    run_node(
+        root,
+        &["tests/browser/history.mjs", &demo.url, "target", DRILL],
+        HISTORY_TIMEOUT,
+        &demo,
+    );
 }
 
 #[test]
@@ -234,4 +340,12 @@ fn url_is_found_in_the_demo_banner() {
         Some("http://[::1]:8080/")
     );
     assert_eq!(url_in("no url here"), None);
+    assert_eq!(
+        token_in(
+            "open http://x/  (MQTT mqtt://127.0.0.1:4321; Ctrl-C)",
+            "mqtt://"
+        )
+        .as_deref(),
+        Some("mqtt://127.0.0.1:4321")
+    );
 }

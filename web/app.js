@@ -20,9 +20,18 @@
 // and then pushes `delta`s with consecutive `seq` numbers. A gap in `seq`
 // makes the page ask for a fresh snapshot.
 //
+// Time slider: where the server keeps an event log (`/api/v1/{space}/history`
+// answers), a range control goes back over it. A picture of the past is
+// fetched over REST (`snapshot?at=T`) and shown instead of the live one;
+// deltas arriving meanwhile are dropped, and going back to live asks the
+// socket for a fresh snapshot.
+//
 // Test hooks: `document.documentElement.dataset.state` is `live` while the
-// socket is open and a current snapshot is held, `reconnecting` otherwise;
-// `window.rmStats()` returns counts of what the page holds;
+// socket is open and a current snapshot is held, `reconnecting` otherwise,
+// `past` while a picture of the past is shown and `loading` while the first
+// one is being fetched; `window.rmStats()` returns counts of what the page
+// holds, `mode` (`live` or `past`), `at` (epoch ms of the past picture
+// shown, else null) and `log` (mission-log entries held);
 // `dataset.map` becomes `loaded` once the map style has loaded, and
 // `dataset.mapIdle` holds the time (ms) of the map's latest idle event.
 
@@ -45,7 +54,10 @@ function startCenter() {
   const parts = (params.get('center') || '').split(',').map(Number);
   const [lon, lat] = parts;
   const ok =
-    parts.length === 2 && Math.abs(lon) <= 180 && Math.abs(lat) <= 85 && parts.every(Number.isFinite);
+    parts.length === 2 &&
+    Math.abs(lon) <= 180 &&
+    Math.abs(lat) <= 85 &&
+    parts.every(Number.isFinite);
   return ok ? [lon, lat] : HAMBURG;
 }
 
@@ -60,6 +72,14 @@ const RECONNECT_MAX_MS = 5000;
 const ACK_PENDING_MS = 10000;
 const MAX_ALERTS_SHOWN = 200;
 const SENSOR_LABEL_MIN_ZOOM = 10.5;
+const HISTORY_REFRESH_MS = 10000;
+const PAST_FETCH_DEBOUNCE_MS = 250;
+// A slider this close to its right end (now) means live.
+const LIVE_SNAP_MS = 3000;
+const STEP_MS = 60000;
+const MISSION_LOG_LIMIT = 100;
+const MISSION_LOG_REFRESH_MS = 5000;
+const MISSION_LOG_SOON_MS = 1000;
 const UNIT_LABEL_MIN_ZOOM = 9;
 
 // Hazard / level colours 0..4 (kept in step with style.css).
@@ -99,6 +119,33 @@ const conn = {
 
 const pendingAcks = new Map(); // alert id -> time the ack was sent
 
+// Live or past, and how far back the event log reaches. Times are the
+// server's clock: `serverNow()` extrapolates its last `/history` answer.
+const timeline = {
+  mode: 'live', // 'live' | 'past'
+  want: null, // ms asked for while past
+  at: null, // ms of the past picture shown (null until one arrived)
+  from: null, // history range, ms
+  to: null,
+  toAt: 0, // Date.now() when `to` was read
+  available: false, // the server keeps a log for this space
+  loading: false,
+  error: null,
+  request: 0, // id of the newest past fetch; older answers are dropped
+  timer: null,
+  dragging: false,
+};
+
+const missionLog = {
+  entries: [], // oldest first, as the server sends them
+  key: null, // what was rendered last
+  inflight: false,
+  again: false,
+  soonTimer: null,
+  loaded: false,
+  lastReset: null, // at_ms of the newest drill_reset seen
+};
+
 const root = document.documentElement;
 root.dataset.state = 'reconnecting';
 document.body.classList.add(`mode-${MODE}`);
@@ -111,6 +158,9 @@ window.rmStats = () => ({
   units: state.units.size,
   sensors: state.sensors.size,
   alerts: state.alerts.size,
+  mode: timeline.mode,
+  at: timeline.mode === 'past' ? timeline.at : null,
+  log: missionLog.entries.length,
 });
 
 // ---------------------------------------------------------------------------
@@ -293,7 +343,12 @@ updateZoomClass();
 let subscribeTimer = null;
 map.on('moveend', () => {
   clearTimeout(subscribeTimer);
-  subscribeTimer = setTimeout(sendSubscribe, SUBSCRIBE_DEBOUNCE_MS);
+  // In the past the new viewport is fetched over REST; the socket is asked
+  // again on the way back to live.
+  subscribeTimer = setTimeout(
+    () => (timeline.mode === 'past' ? fetchPast() : sendSubscribe()),
+    SUBSCRIBE_DEBOUNCE_MS,
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -383,6 +438,7 @@ class MarkerSet {
       // MapLibre owns the classes of the element it positions: draw into a
       // child so that re-rendering never clobbers them.
       const el = this.create(item);
+      el.dataset.id = String(id);
       const holder = document.createElement('div');
       holder.append(el);
       const marker = new maplibregl.Marker({ element: holder, anchor: this.anchor });
@@ -577,7 +633,10 @@ function renderStatus() {
   const connEl = $('st-conn');
   let label = 'RECONNECTING';
   let cls = 'conn-reconnecting';
-  if (live) {
+  if (timeline.mode === 'past') {
+    label = `PAST ${clockText(timeline.at ?? timeline.want)}`;
+    cls = 'conn-past';
+  } else if (live) {
     label = 'LIVE';
     cls = 'conn-live';
   } else if (conn.open) {
@@ -600,6 +659,8 @@ function renderStatus() {
   const drill = state.drill || SPACE.startsWith('drill-');
   $('exercise').hidden = !drill;
   document.body.classList.toggle('drill', drill);
+  $('drill-reset').hidden = !drill;
+  renderTimebar();
 }
 
 function renderAlerts() {
@@ -629,7 +690,8 @@ function renderAlerts() {
     const sentAt = pendingAcks.get(a.id);
     const pending = sentAt !== undefined && now - sentAt < ACK_PENDING_MS;
     btn.textContent = a.acked ? 'acked' : pending ? '…' : 'Ack';
-    btn.disabled = Boolean(a.acked) || pending;
+    // A picture of the past is not the place to acknowledge anything.
+    btn.disabled = Boolean(a.acked) || pending || timeline.mode === 'past';
     btn.addEventListener('click', () => ackAlert(a.id));
     li.append(msg, meta, btn);
     return li;
@@ -714,8 +776,9 @@ function removeIds(target, ids, dirtySet) {
   }
 }
 
-function applySnapshot(msg) {
-  state.seq = msg.seq;
+/** Replaces everything held with the picture `msg` (live or past). */
+function loadPicture(msg) {
+  state.seq = msg.seq ?? null;
   state.drill = Boolean(msg.drill);
   state.res = msg.res ?? null;
   state.cells.clear();
@@ -736,6 +799,10 @@ function applySnapshot(msg) {
     allUnits: true,
     allSensors: true,
   });
+}
+
+function applySnapshot(msg) {
+  loadPicture(msg);
   conn.haveSnapshot = true;
   conn.retryMs = RECONNECT_MIN_MS;
   updateState();
@@ -761,6 +828,7 @@ function applyDelta(msg) {
     upsertById(state.alerts, msg.alerts);
     for (const a of msg.alerts) if (a && a.acked) pendingAcks.delete(a.id);
     dirty.alerts = true;
+    missionLogSoon();
   }
 }
 
@@ -774,6 +842,9 @@ function handleMessage(data) {
   }
   if (!msg || typeof msg !== 'object') return;
   conn.lastMessageAt = Date.now();
+  // While the past is shown the live picture is not touched; going back to
+  // live asks for a fresh snapshot.
+  if (timeline.mode === 'past' && (msg.type === 'snapshot' || msg.type === 'delta')) return;
   switch (msg.type) {
     case 'snapshot':
       applySnapshot(msg);
@@ -790,6 +861,9 @@ function handleMessage(data) {
         break;
       }
       applyDelta(msg);
+      break;
+    case 'acked':
+      missionLogSoon();
       break;
     case 'error':
       console.warn('server:', msg.message || msg.error || msg);
@@ -813,7 +887,11 @@ function wsUrl() {
 }
 
 function updateState() {
-  root.dataset.state = conn.open && conn.haveSnapshot ? 'live' : 'reconnecting';
+  let st;
+  if (timeline.mode === 'past') st = timeline.at === null ? 'loading' : 'past';
+  else st = conn.open && conn.haveSnapshot ? 'live' : 'reconnecting';
+  root.dataset.state = st;
+  document.body.classList.toggle('past', timeline.mode === 'past');
   renderStatus();
 }
 
@@ -890,6 +968,381 @@ function scheduleReconnect() {
   conn.retryMs = Math.min(RECONNECT_MAX_MS, conn.retryMs * 2);
   conn.retryTimer = setTimeout(connect, delay);
 }
+
+// ---------------------------------------------------------------------------
+// REST
+
+/** `/api/v1/<space>/<path>?<query>` of this page's space. */
+function apiUrl(path, query = {}) {
+  const url = new URL(`/api/v1/${encodeURIComponent(SPACE)}/${path}`, window.location.href);
+  url.search = '';
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, String(v));
+  return url.href;
+}
+
+function apiInit(init = {}) {
+  return TOKEN ? { ...init, headers: { Authorization: `Bearer ${TOKEN}` } } : init;
+}
+
+/** The JSON body of a response, or null. */
+async function readJson(res) {
+  try {
+    return await res.json();
+  } catch {
+    return null;
+  }
+}
+
+/** Why the server refused: its error text, else the status. */
+function refusal(res, body) {
+  return (body && body.error) || `HTTP ${res.status}`;
+}
+
+const TIME_FORMAT = new Intl.DateTimeFormat('de-DE', {
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+  hour12: false,
+});
+const DAY_FORMAT = new Intl.DateTimeFormat('de-DE', { day: '2-digit', month: '2-digit' });
+
+/** Local time of day (with the date when not today), or –. */
+function clockText(ms) {
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) return '–';
+  const d = new Date(ms);
+  const time = TIME_FORMAT.format(d);
+  if (d.toDateString() === new Date().toDateString()) return time;
+  return `${DAY_FORMAT.format(d)} ${time}`;
+}
+
+// ---------------------------------------------------------------------------
+// Time slider: live ↔ past
+
+function serverNow() {
+  return timeline.to === null ? Date.now() : timeline.to + (Date.now() - timeline.toAt);
+}
+
+async function refreshHistory() {
+  let res;
+  try {
+    res = await fetch(apiUrl('history'), apiInit());
+  } catch {
+    return; // the server is away: keep what is known, the socket says the rest
+  }
+  const body = await readJson(res);
+  if (res.ok && body && Number.isFinite(body.from_ms) && Number.isFinite(body.to_ms)) {
+    timeline.from = body.from_ms;
+    timeline.to = body.to_ms;
+    timeline.toAt = Date.now();
+    timeline.available = body.to_ms > body.from_ms;
+  } else if (res.status === 400 || res.status === 404) {
+    // No event log (or none yet for this space): nothing to go back to.
+    timeline.available = false;
+  }
+  renderTimebar();
+}
+
+function renderTimebar() {
+  const bar = $('timebar');
+  const past = timeline.mode === 'past';
+  const shown = timeline.available || past;
+  $('timebar-toggle').hidden = !shown || MODE !== 'wall';
+  // On the wall the bar folds away until asked for, or while past.
+  const open =
+    shown && (MODE !== 'wall' || past || document.body.classList.contains('timebar-open'));
+  if (bar.hidden === open) {
+    bar.hidden = !open;
+    map.resize();
+  }
+  const banner = $('past-banner');
+  banner.hidden = !past; // over the map: showing it moves nothing
+  if (past) {
+    const shownAt = timeline.at ?? timeline.want;
+    let text = `PAST — picture as at ${clockText(shownAt)} (${ageText(shownAt)} ago)`;
+    if (timeline.loading) {
+      text += timeline.at === null ? ' (loading…)' : ` · loading ${clockText(timeline.want)}…`;
+    }
+    if (timeline.error) text += ` · ${timeline.error}`;
+    const el = $('past-text');
+    if (el.textContent !== text) el.textContent = text;
+  }
+  if (!open) return;
+  const range = $('tb-range');
+  const now = serverNow();
+  const min = String(Math.floor((timeline.from ?? now) / 1000));
+  const max = String(Math.floor(now / 1000));
+  if (range.min !== min) range.min = min;
+  if (range.max !== max) range.max = max;
+  if (!timeline.dragging) {
+    const v = past ? String(Math.round(timeline.want / 1000)) : max;
+    if (range.value !== v) range.value = v;
+  }
+  range.disabled = !timeline.available;
+  const mode = $('tb-mode');
+  if (!timeline.dragging) {
+    const label = past ? `PAST ${clockText(timeline.want)}` : 'LIVE';
+    if (mode.textContent !== label) {
+      mode.textContent = label;
+      range.setAttribute('aria-valuetext', label);
+    }
+  }
+  mode.className = `tb-mode ${past ? 'tb-past' : 'tb-live'}`;
+  const fromText = clockText(timeline.from);
+  if ($('tb-from').textContent !== fromText) $('tb-from').textContent = fromText;
+  $('tb-live').disabled = !past;
+  $('tb-fwd').disabled = !past;
+  $('tb-back').disabled = !timeline.available;
+}
+
+/** Shows the picture as it was at `ms` (server time); near now means live. */
+function goPast(ms) {
+  if (!Number.isFinite(ms) || ms >= serverNow() - LIVE_SNAP_MS) {
+    goLive();
+    return;
+  }
+  timeline.want = Math.max(Math.round(ms), timeline.from ?? ms);
+  timeline.mode = 'past';
+  clearTimeout(timeline.timer);
+  fetchPast();
+  updateState();
+  dirty.alerts = true; // ack buttons off
+  scheduleFlush();
+}
+
+async function fetchPast() {
+  if (timeline.mode !== 'past') return;
+  timeline.request += 1;
+  const id = timeline.request;
+  const at = timeline.want;
+  const sub = subscription();
+  timeline.loading = true;
+  renderTimebar();
+  let error = null;
+  try {
+    const res = await fetch(
+      apiUrl('snapshot', { res: sub.res, bbox: sub.bbox.join(','), at }),
+      apiInit(),
+    );
+    const body = await readJson(res);
+    if (id !== timeline.request || timeline.mode !== 'past') return; // superseded
+    if (!res.ok || !body || !Array.isArray(body.cells)) {
+      error = refusal(res, body);
+    } else {
+      loadPicture(body);
+      timeline.at = typeof body.at === 'number' ? body.at : at;
+    }
+  } catch (err) {
+    error = String((err && err.message) || err);
+  }
+  if (id !== timeline.request) return;
+  timeline.loading = false;
+  timeline.error = error;
+  if (error) console.warn(`history: picture at ${at}: ${error}`);
+  updateState();
+  renderMissionLog();
+  scheduleFlush();
+}
+
+function goLive() {
+  clearTimeout(timeline.timer);
+  if (timeline.mode === 'live') {
+    renderTimebar();
+    return;
+  }
+  timeline.mode = 'live';
+  timeline.want = null;
+  timeline.at = null;
+  timeline.request += 1; // answers still on their way are dropped
+  timeline.loading = false;
+  timeline.error = null;
+  // Nothing from the past stays: wait for a fresh snapshot of now.
+  conn.haveSnapshot = false;
+  updateState();
+  sendSubscribe();
+  refreshHistory();
+  renderMissionLog();
+  dirty.alerts = true;
+  scheduleFlush();
+}
+
+{
+  const range = $('tb-range');
+  const target = () => Number(range.value) * 1000;
+  range.addEventListener('input', () => {
+    const ms = target();
+    $('tb-mode').textContent = ms >= serverNow() - LIVE_SNAP_MS ? 'LIVE' : `PAST ${clockText(ms)}`;
+    clearTimeout(timeline.timer);
+    timeline.timer = setTimeout(() => goPast(target()), PAST_FETCH_DEBOUNCE_MS);
+  });
+  range.addEventListener('change', () => {
+    clearTimeout(timeline.timer);
+    goPast(target());
+  });
+  const hold = (on) => () => {
+    timeline.dragging = on;
+  };
+  range.addEventListener('pointerdown', hold(true));
+  range.addEventListener('pointerup', hold(false));
+  range.addEventListener('pointercancel', hold(false));
+  range.addEventListener('blur', hold(false));
+  $('tb-live').addEventListener('click', goLive);
+  $('past-live').addEventListener('click', goLive);
+  $('tb-back').addEventListener('click', () =>
+    goPast((timeline.mode === 'past' ? timeline.want : serverNow()) - STEP_MS),
+  );
+  $('tb-fwd').addEventListener('click', () => {
+    if (timeline.mode === 'past') goPast(timeline.want + STEP_MS);
+  });
+  $('timebar-toggle').addEventListener('click', () => {
+    document.body.classList.toggle('timebar-open');
+    renderTimebar();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Mission log (Einsatztagebuch)
+
+const LOG_KINDS = {
+  alert_raised: 'alert',
+  alert_acked: 'ack',
+  incident_opened: 'incident',
+  incident_changed: 'changed',
+  incident_closed: 'closed',
+  removed: 'removed',
+  drill_opened: 'drill',
+  drill_reset: 'reset',
+};
+
+async function refreshMissionLog() {
+  if (missionLog.inflight) {
+    missionLog.again = true;
+    return;
+  }
+  missionLog.inflight = true;
+  try {
+    const res = await fetch(apiUrl('mission-log', { limit: MISSION_LOG_LIMIT }), apiInit());
+    const body = await readJson(res);
+    if (res.ok && body && Array.isArray(body.entries)) takeMissionLog(body.entries);
+    else console.warn(`mission log: ${refusal(res, body)}`);
+  } catch {
+    // the server is away; the next round tries again
+  } finally {
+    missionLog.inflight = false;
+  }
+  if (missionLog.again) {
+    missionLog.again = false;
+    refreshMissionLog();
+  }
+}
+
+/** Refreshes the mission log shortly (coalesces bursts of alert changes). */
+function missionLogSoon() {
+  if (missionLog.soonTimer !== null) return;
+  missionLog.soonTimer = setTimeout(() => {
+    missionLog.soonTimer = null;
+    refreshMissionLog();
+  }, MISSION_LOG_SOON_MS);
+}
+
+function takeMissionLog(entries) {
+  missionLog.entries = entries.filter((e) => e && typeof e.at_ms === 'number');
+  let reset = null;
+  for (const e of missionLog.entries) if (e.kind === 'drill_reset') reset = e.at_ms;
+  if (missionLog.loaded && reset !== null && reset !== missionLog.lastReset) {
+    // Someone reset this drill: what is held is gone on the server too.
+    conn.haveSnapshot = false;
+    updateState();
+    if (timeline.mode === 'live') sendSubscribe();
+    refreshHistory();
+  }
+  missionLog.lastReset = reset;
+  missionLog.loaded = true;
+  renderMissionLog();
+}
+
+function renderMissionLog() {
+  const entries = missionLog.entries;
+  const last = entries[entries.length - 1];
+  const at = timeline.mode === 'past' ? timeline.at : null;
+  const key = [entries.length, last?.at_ms, last?.kind, last?.about, at, timeline.available].join(
+    '|',
+  );
+  if (key === missionLog.key) return;
+  missionLog.key = key;
+  $('mlog-empty').hidden = entries.length > 0;
+  const items = [];
+  for (let i = entries.length - 1; i >= 0; i -= 1) {
+    const e = entries[i];
+    const li = document.createElement('li');
+    li.className = `mlog-entry k-${e.kind}${at !== null && e.at_ms > at ? ' later' : ''}`;
+    li.dataset.kind = e.kind;
+    li.dataset.at = String(e.at_ms);
+    if (e.about) li.dataset.about = e.about;
+    const time = document.createElement('button');
+    time.type = 'button';
+    time.className = 'ml-time';
+    time.textContent = clockText(e.at_ms);
+    time.title = 'show the picture at this time';
+    time.disabled = !timeline.available;
+    time.addEventListener('click', () => goPast(e.at_ms));
+    const badge = span('ml-kind');
+    badge.textContent = LOG_KINDS[e.kind] || e.kind;
+    const text = span('ml-text');
+    text.textContent = e.actor ? `${e.text} (${e.actor})` : e.text;
+    li.append(time, badge, text);
+    items.push(li);
+  }
+  $('mlog-list').replaceChildren(...items);
+}
+
+$('mlog-csv').href = apiUrl('mission-log', { format: 'csv' });
+$('mlog-csv').setAttribute('download', `mission-log-${SPACE}.csv`);
+
+// ---------------------------------------------------------------------------
+// Drill reset (drill spaces only), with a confirm step
+
+function closeResetDialog() {
+  $('reset-dialog').hidden = true;
+  $('reset-error').hidden = true;
+}
+
+$('drill-reset').addEventListener('click', () => {
+  $('reset-space').textContent = SPACE;
+  $('reset-error').hidden = true;
+  $('reset-yes').disabled = false;
+  $('reset-dialog').hidden = false;
+  $('reset-no').focus();
+});
+$('reset-no').addEventListener('click', closeResetDialog);
+$('reset-yes').addEventListener('click', async () => {
+  $('reset-yes').disabled = true;
+  let error = null;
+  try {
+    const res = await fetch(apiUrl('reset'), apiInit({ method: 'POST' }));
+    if (!res.ok) error = refusal(res, await readJson(res));
+  } catch (err) {
+    error = String((err && err.message) || err);
+  }
+  if (error) {
+    $('reset-error').textContent = `Reset refused: ${error}`;
+    $('reset-error').hidden = false;
+    $('reset-yes').disabled = false;
+    return;
+  }
+  closeResetDialog();
+  // The server sends no removals for a reset: start over from a snapshot.
+  if (timeline.mode === 'past') goLive();
+  conn.haveSnapshot = false;
+  updateState();
+  sendSubscribe();
+  refreshMissionLog();
+  refreshHistory();
+});
+
+setInterval(refreshHistory, HISTORY_REFRESH_MS);
+setInterval(refreshMissionLog, MISSION_LOG_REFRESH_MS);
+refreshHistory();
+refreshMissionLog();
 
 updateState();
 connect();

@@ -8,12 +8,10 @@
 // screenshot and prints a one-line JSON summary. Exits 1 with the reason on
 // any failure, including uncaught errors in the page.
 
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fail, runBrowserTest, waitUntil } from './lib.mjs';
 
-const CHROMIUM = process.env.RM_CHROMIUM || '/usr/bin/chromium';
 const LIVE_TIMEOUT_MS = 30000;
 const SEQ_TIMEOUT_MS = 20000;
 const IDLE_TIMEOUT_MS = 10000;
@@ -26,68 +24,27 @@ if (!url || !shotArg) {
 }
 const shotPath = resolve(shotArg);
 
-const started = Date.now();
-const consoleErrors = [];
-const pageErrors = [];
-const userDataDir = mkdtempSync(join(tmpdir(), 'rm-smoke-'));
-let context = null;
-
-function fail(why) {
-  const err = new Error(why);
-  err.smoke = true;
-  throw err;
-}
-
-async function main() {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1600, height: 1000 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(msg.text());
-  });
-  page.on('pageerror', (err) => {
-    pageErrors.push(String(err && err.stack ? err.stack : err));
-  });
-
-  const response = await page.goto(url, { waitUntil: 'load', timeout: LIVE_TIMEOUT_MS });
-  if (!response || !response.ok()) {
-    fail(`GET ${url} answered ${response ? response.status() : 'nothing'}`);
-  }
-
-  try {
-    await page.waitForFunction(() => document.documentElement.dataset.state === 'live', null, {
-      timeout: LIVE_TIMEOUT_MS,
-      polling: 100,
-    });
-  } catch {
-    const st = await page.evaluate(() => document.documentElement.dataset.state).catch(() => '?');
-    fail(`page not live within ${LIVE_TIMEOUT_MS} ms (data-state=${st})`);
-  }
-  if (pageErrors.length) fail(`uncaught page error: ${pageErrors[0]}`);
+await runBrowserTest('browser smoke test', async (browser) => {
+  const page = await browser.open(url);
+  await waitUntil(
+    page,
+    () => document.documentElement.dataset.state === 'live',
+    null,
+    LIVE_TIMEOUT_MS,
+    'page not live',
+  );
+  browser.checkErrors();
 
   const first = await page.evaluate(() => window.rmStats());
   if (!first || !(first.cells > 0)) fail(`live but no cells: ${JSON.stringify(first)}`);
 
-  try {
-    await page.waitForFunction((seq) => window.rmStats().seq > seq, first.seq, {
-      timeout: SEQ_TIMEOUT_MS,
-      polling: 100,
-    });
-  } catch {
-    fail(`seq did not advance past ${first.seq} within ${SEQ_TIMEOUT_MS} ms`);
-  }
+  await waitUntil(
+    page,
+    (seq) => window.rmStats().seq > seq,
+    first.seq,
+    SEQ_TIMEOUT_MS,
+    `seq did not advance past ${first.seq}`,
+  );
   const advancedAt = Date.now();
 
   // Let the map load its style and draw: wait for an idle event after the
@@ -111,41 +68,20 @@ async function main() {
   const mapLoaded = await page.evaluate(() => document.documentElement.dataset.map === 'loaded');
   if (!mapLoaded) fail('map style never loaded');
   const last = await page.evaluate(() => window.rmStats());
-  if (pageErrors.length) fail(`uncaught page error: ${pageErrors[0]}`);
+  browser.checkErrors();
 
   mkdirSync(dirname(shotPath), { recursive: true });
   await page.screenshot({ path: shotPath });
 
-  console.log(
-    JSON.stringify({
-      ok: true,
-      url,
-      screenshot: shotPath,
-      first_seq: first.seq,
-      seq: last.seq,
-      cells: last.cells,
-      units: last.units,
-      sensors: last.sensors,
-      alerts: last.alerts,
-      map_idle: mapIdle,
-      console_errors: consoleErrors.length,
-      first_console_error: consoleErrors[0] ?? null,
-      elapsed_ms: Date.now() - started,
-    }),
-  );
-}
-
-let code = 0;
-try {
-  await main();
-} catch (err) {
-  code = 1;
-  const why = err && err.smoke ? err.message : String(err && err.stack ? err.stack : err);
-  console.error(`browser smoke test FAILED: ${why}`);
-  for (const e of pageErrors) console.error(`  page error: ${e}`);
-  for (const e of consoleErrors.slice(0, 20)) console.error(`  console error: ${e}`);
-} finally {
-  if (context) await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
-}
-process.exit(code);
+  return {
+    url,
+    screenshot: shotPath,
+    first_seq: first.seq,
+    seq: last.seq,
+    cells: last.cells,
+    units: last.units,
+    sensors: last.sensors,
+    alerts: last.alerts,
+    map_idle: mapIdle,
+  };
+});

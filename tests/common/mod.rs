@@ -132,11 +132,11 @@ impl Proc {
     pub fn http_addr(&self) -> SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                if let Some(rest) = line.split("http://").nth(1) {
-                    let addr = rest.split('/').next().expect("address");
-                    return addr.parse().expect("socket address");
-                }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200))
+                && let Some(rest) = line.split("http://").nth(1)
+            {
+                let addr = rest.split('/').next().expect("address");
+                return addr.parse().expect("socket address");
             }
         }
         panic!("rescuemate did not print its URL within 30 s");

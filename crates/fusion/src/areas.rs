@@ -75,10 +75,11 @@ impl Areas {
         }
         let mut available: BTreeMap<String, u32> = require.iter().map(|t| (t.clone(), 0)).collect();
         for p in units {
-            if p.class == StatusClass::Available && cells.binary_search(&p.cell).is_ok() {
-                if let Some(n) = available.get_mut(&p.unit_type) {
-                    *n += 1;
-                }
+            if p.class == StatusClass::Available
+                && cells.binary_search(&p.cell).is_ok()
+                && let Some(n) = available.get_mut(&p.unit_type)
+            {
+                *n += 1;
             }
         }
         self.areas.insert(

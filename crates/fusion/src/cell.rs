@@ -518,7 +518,7 @@ mod tests {
         let mut a = CellAgg::default();
         a.add(&unit(StatusClass::Available, HLF, Some(i64::from(seed))));
         a.add(&water(seed % 4, f64::from(seed), 10));
-        if seed % 2 == 0 {
+        if seed.is_multiple_of(2) {
             a.add(&unit(StatusClass::OnMission, RTW, None));
         }
         if seed == 3 {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use thiserror::Error;
@@ -168,14 +168,14 @@ pub enum Outcome {
     Outdated,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Incident {
     view: IncidentView,
     /// Finest-resolution cells the area covers, sorted.
     cells: Vec<CellIndex>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sensor {
     kind_id: NameId,
     /// The thresholds in force (the sensor's own, else its kind's) and the
@@ -195,12 +195,12 @@ struct Sensor {
     shown: Option<Freshness>,
     trend: Trend,
     quality: Quality,
-    quality_reason: Option<&'static str>,
+    quality_reason: Option<checkpoint::Reason>,
     /// Since when the value has not changed.
     same_since_ms: Option<EpochMs>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Unit {
     callsign: Option<Arc<str>>,
     type_id: NameId,
@@ -394,18 +394,19 @@ fn plausibility(
             return (Quality::Suspect, Some("spike"));
         }
     }
-    if let (Some(after), Some(since)) = (checks.flat_after_ms, s.same_since_ms) {
-        if s.value == Some(v) && o.ts_ms - since > after {
-            return (Quality::Suspect, Some("flat_line"));
-        }
+    if let (Some(after), Some(since)) = (checks.flat_after_ms, s.same_since_ms)
+        && s.value == Some(v)
+        && o.ts_ms - since > after
+    {
+        return (Quality::Suspect, Some("flat_line"));
     }
     if s.quality == Quality::Suspect {
         return (Quality::Provisional, Some("after_suspect"));
     }
-    if let (Some(tolerance), Some(median)) = (checks.neighbour_tolerance, neighbours) {
-        if (v - median).abs() > tolerance {
-            return (Quality::Provisional, Some("neighbours_disagree"));
-        }
+    if let (Some(tolerance), Some(median)) = (checks.neighbour_tolerance, neighbours)
+        && (v - median).abs() > tolerance
+    {
+        return (Quality::Provisional, Some("neighbours_disagree"));
     }
     (Quality::Ok, None)
 }
@@ -476,6 +477,12 @@ impl Picture {
         self.seq
     }
 
+    /// Numbers the next delta after `seq`: a drill reset to a fresh picture
+    /// keeps its clients' sequence going (`seq` is not part of the digest).
+    pub fn continue_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     /// Served resolutions, finest first.
     pub fn resolutions(&self) -> &[Resolution] {
         &self.resolutions
@@ -539,15 +546,14 @@ impl Picture {
         let spec_unit = m.unit.clone();
         let kind_id = self.names.intern(&m.kind);
         let existing = self.sensors.get(&m.id);
-        if let Some(s) = existing {
-            if s.kind_id == kind_id
-                && *s.unit == *m.unit
-                && s.name.as_deref() == m.name.as_deref()
-                && s.pos == Some((m.lat, m.lon))
-                && s.thresholds == m.thresholds
-            {
-                return Ok(Outcome::Duplicate);
-            }
+        if let Some(s) = existing
+            && s.kind_id == kind_id
+            && *s.unit == *m.unit
+            && s.name.as_deref() == m.name.as_deref()
+            && s.pos == Some((m.lat, m.lon))
+            && s.thresholds == m.thresholds
+        {
+            return Ok(Outcome::Duplicate);
         }
         let mut s = existing
             .cloned()
@@ -631,7 +637,7 @@ impl Picture {
             level
         };
         s.quality = quality;
-        s.quality_reason = reason;
+        s.quality_reason = reason.map(checkpoint::Reason);
         s.value = Some(o.value);
         s.ts_ms = Some(o.ts_ms);
         s.seq = o.seq.or(s.seq);
@@ -711,7 +717,7 @@ impl Picture {
         }
         values.sort_unstable_by(f64::total_cmp);
         let mid = values.len() / 2;
-        Some(if values.len() % 2 == 0 {
+        Some(if values.len().is_multiple_of(2) {
             (values[mid - 1] + values[mid]) / 2.0
         } else {
             values[mid]
@@ -1187,16 +1193,24 @@ impl Picture {
         }
     }
 
-    /// Incidents whose area covers `cell`.
+    /// Incidents whose area covers `cell`, by id (so alerts about several
+    /// are raised in an order that depends on the incidents alone, not on
+    /// the history of the cell's member list).
     fn incidents_at(&self, cell: Option<CellIndex>) -> Vec<Slot> {
-        cell.map(|c| self.cells.members(c))
+        let mut found: Vec<(&str, Slot)> = cell
+            .map(|c| self.cells.members(c))
             .into_iter()
             .flatten()
             .filter_map(|m| match m {
-                Member::Incident(slot) => Some(*slot),
+                Member::Incident(slot) => {
+                    let (id, _) = self.incidents.entry_at(*slot)?;
+                    Some((&**id, *slot))
+                }
                 _ => None,
             })
-            .collect()
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, s)| s).collect()
     }
 
     /// Marks an alert acknowledged.
@@ -1523,7 +1537,7 @@ impl Picture {
             ts_ms: s.ts_ms,
             freshness: now_ms.map(|now| Freshness::classify(s.ts_ms, s.ttl_ms, now)),
             quality: s.quality,
-            quality_reason: s.quality_reason,
+            quality_reason: s.quality_reason.map(|r| r.0),
         }
     }
 
@@ -1647,6 +1661,9 @@ fn event_time(e: &Event) -> Option<EpochMs> {
         Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
     }
 }
+
+#[path = "checkpoint.rs"]
+pub mod checkpoint;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

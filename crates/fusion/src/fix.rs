@@ -107,7 +107,7 @@ impl SourceConfig {
 }
 
 /// The last fix of one source.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct Fix {
     /// The source (`radio`, `gps`, `cot`, …; empty when not given).
     pub source: Arc<str>,

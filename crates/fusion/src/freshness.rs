@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::EpochMs;
 
 /// How current an entity's information is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Freshness {
     /// Younger than its time-to-live.

@@ -18,6 +18,7 @@ mod engine;
 mod event;
 mod fix;
 mod freshness;
+mod journal;
 mod names;
 mod registry;
 pub mod space;
@@ -30,6 +31,7 @@ mod viewport;
 pub use areas::Sector;
 pub use catalogue::{Catalogue, Checks, KindSpec};
 pub use cell::{CellAgg, KindAgg};
+pub use engine::checkpoint::{CHECKPOINT_VERSION, Checkpoint, RestoreError};
 pub use engine::{AckError, EntityKind, Outcome, Picture, PictureConfig, Refusal, RemoveError};
 pub use event::{
     Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
@@ -38,6 +40,7 @@ pub use event::{
 pub use fix::{SourceConfig, SourceView};
 pub use freshness::Freshness;
 pub use h3o::Resolution;
+pub use journal::{Journal, JournalEntry};
 pub use status::{StatusMeaning, StatusTable};
 pub use view::{
     AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,

@@ -8,6 +8,9 @@ use std::sync::Arc;
 /// A slot number.
 pub(crate) type Slot = u32;
 
+/// One slot: empty, or an id with its entity.
+pub(crate) type Entry<T> = Option<(Arc<str>, T)>;
+
 #[derive(Debug)]
 pub(crate) struct Registry<T> {
     slots: Vec<Option<(Arc<str>, T)>>,
@@ -91,6 +94,23 @@ impl<T> Registry<T> {
             e.as_ref()
                 .map(|(k, v)| (Slot::try_from(i).unwrap_or(Slot::MAX), k, v))
         })
+    }
+
+    /// Its slots (with the holes) and free list, for a checkpoint.
+    pub fn parts(&self) -> (&[Entry<T>], &[Slot]) {
+        (&self.slots, &self.free)
+    }
+
+    /// A registry from [`Registry::parts`]: the same slots, so everything
+    /// that refers to an entity by slot (and every order by slot) is kept.
+    pub fn from_parts(slots: Vec<Entry<T>>, free: Vec<Slot>) -> Registry<T> {
+        let mut index = HashMap::default();
+        for (i, e) in slots.iter().enumerate() {
+            if let Some((k, _)) = e {
+                index.insert(k.clone(), Slot::try_from(i).unwrap_or(Slot::MAX));
+            }
+        }
+        Registry { slots, index, free }
     }
 
     /// Every entry, sorted by id.

@@ -364,10 +364,10 @@ impl CellStore {
     /// it); returns the parent's slot.
     fn sub(&mut self, level: usize, side: Side, member: Member) -> Option<u32> {
         let (cell, node, members) = node_at(&mut self.finest, &mut self.coarse, level, side.slot)?;
-        if let Some(members) = members {
-            if let Some(i) = members.iter().position(|m| *m == member) {
-                members.swap_remove(i);
-            }
+        if let Some(members) = members
+            && let Some(i) = members.iter().position(|m| *m == member)
+        {
+            members.swap_remove(i);
         }
         let exact = node.agg.sub(&side.contribution, None);
         let parent = parent_of(node);

@@ -20,7 +20,7 @@ const RESET_AFTER_MS: i64 = 3 * 3_600_000;
 const MS_PER_H: f64 = 3_600_000.0;
 
 /// Running weighted sums of (t, v), t in hours relative to the newest.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Trend {
     first_ms: EpochMs,
     last_ms: EpochMs,

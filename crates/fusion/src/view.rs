@@ -29,7 +29,7 @@ pub enum StatusClass {
 }
 
 /// How far a sensor's last reading can be trusted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
     /// Passed every check.
@@ -218,7 +218,7 @@ pub struct UnitView {
 }
 
 /// An incident as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IncidentView {
     /// Incident id.
     pub id: String,
@@ -239,7 +239,7 @@ pub struct IncidentView {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AlertView {
     /// Stable id within the space, e.g. `A12`.
     pub id: String,
@@ -293,6 +293,10 @@ pub struct Delta {
     /// New or changed (e.g. acknowledged) alerts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertView>,
+    /// The picture was replaced (a drill reset): clients drop what they
+    /// hold and take a fresh snapshot instead of this delta.
+    #[serde(skip)]
+    pub resync: bool,
     /// Resolution of removed cells, for filtering (not serialised: the H3
     /// string carries it).
     #[serde(skip)]
@@ -300,6 +304,16 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// A delta that tells clients to drop what they hold and take a fresh
+    /// snapshot (the picture was replaced).
+    pub fn resync(seq: u64) -> Delta {
+        Delta {
+            seq,
+            resync: true,
+            ..Delta::default()
+        }
+    }
+
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()

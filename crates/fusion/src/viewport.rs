@@ -170,6 +170,7 @@ impl ViewFilter {
             incidents: delta.incidents.clone(),
             incidents_removed: delta.incidents_removed.clone(),
             alerts: delta.alerts.clone(),
+            resync: delta.resync,
             cells_removed_idx: Vec::new(),
         }
     }

@@ -329,13 +329,13 @@ fn upsert(alert: Node<'_, '_>, id: String, sent_ms: i64) -> Result<Event, Decode
     let expires_ms = optional(info, "expires")
         .map(|e| parse_time("expires", &e))
         .transpose()?;
-    if let Some(expires) = expires_ms {
-        if expires < sent_ms {
-            return Err(malformed(format!(
-                "<expires> is {} s before <sent>",
-                (sent_ms - expires) / 1000
-            )));
-        }
+    if let Some(expires) = expires_ms
+        && expires < sent_ms
+    {
+        return Err(malformed(format!(
+            "<expires> is {} s before <sent>",
+            (sent_ms - expires) / 1000
+        )));
     }
     let geometry = geometry(info)?;
     Ok(Event::Incident(IncidentUpsert {

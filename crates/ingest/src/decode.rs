@@ -189,16 +189,16 @@ impl Decoder {
             Route::UnitPos(id) => {
                 let p: UnitPosMsg = json(payload)?;
                 check_lat_lon(p.lat, p.lon)?;
-                if let Some(h) = p.heading {
-                    if !(0.0..=360.0).contains(&h) {
-                        return Err(range("heading", h.to_string()));
-                    }
+                if let Some(h) = p.heading
+                    && !(0.0..=360.0).contains(&h)
+                {
+                    return Err(range("heading", h.to_string()));
                 }
                 for (field, v) in [("speed", p.speed), ("accuracy", p.accuracy)] {
-                    if let Some(v) = v {
-                        if !(v.is_finite() && v >= 0.0) {
-                            return Err(range(field, v.to_string()));
-                        }
+                    if let Some(v) = v
+                        && !(v.is_finite() && v >= 0.0)
+                    {
+                        return Err(range(field, v.to_string()));
                     }
                 }
                 Event::UnitPos(UnitPos {

@@ -15,6 +15,7 @@ pub mod cot;
 pub mod decode;
 pub mod error;
 pub mod formats;
+pub mod log;
 pub mod mqtt;
 pub mod route;
 pub mod senml;

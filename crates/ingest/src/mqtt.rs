@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fusion::Envelope;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, v5};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::decode::Decoder;
@@ -89,6 +89,12 @@ pub struct IngestConfig {
     /// MQTT 5 shared-subscription group (`$share/<group>/…`): replicas in
     /// one group share the messages, each delivered to one of them.
     pub share_group: Option<String>,
+    /// How many of the events sent to fusion are in the event log (counted
+    /// from the start of this loop). When set, a message is acknowledged to
+    /// the broker only once its events are logged, so an event the broker
+    /// was told is safe survives a crash of this process; when unset, once
+    /// fusion's channel has them.
+    pub logged: Option<watch::Receiver<u64>>,
 }
 
 impl IngestConfig {
@@ -102,6 +108,7 @@ impl IngestConfig {
             filters: minimal_filters(&filters),
             decoder,
             share_group: None,
+            logged: None,
         }
     }
 }
@@ -419,6 +426,56 @@ impl Acks {
     }
 }
 
+/// Acknowledgements held until the events before them are logged.
+///
+/// MQTT wants acknowledgements in the order the messages came, so once one
+/// waits, every later one (even of a refused message) waits behind it.
+struct Durable {
+    logged: Option<watch::Receiver<u64>>,
+    /// Events handed to fusion so far.
+    sent: u64,
+    /// (events sent when the message was done, its acknowledgement).
+    held: VecDeque<(u64, Ack)>,
+}
+
+impl Durable {
+    fn logged_now(&self) -> u64 {
+        self.logged.as_ref().map_or(u64::MAX, |l| *l.borrow())
+    }
+
+    fn ack(&mut self, acks: &mut Acks, link: &Link, m: Msg) {
+        if self.held.is_empty() && self.logged_now() >= self.sent {
+            acks.ack(link, m);
+        } else {
+            self.held.push_back((self.sent, Ack::of(&m)));
+        }
+    }
+
+    fn release(&mut self, acks: &mut Acks, link: &Link) {
+        let logged = self.logged_now();
+        while let Some((n, a)) = self.held.front() {
+            if *n > logged {
+                break;
+            }
+            acks.ack(link, a.as_msg());
+            self.held.pop_front();
+        }
+    }
+
+    /// Resolves when more events are logged (never without a log).
+    async fn more_logged(&mut self) {
+        match self.logged.as_mut() {
+            Some(l) => {
+                if l.changed().await.is_err() {
+                    // The owner task is gone; the loop ends with it.
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// Runs the ingest loop until `shutdown` resolves or fusion hangs up.
 ///
 /// The session is persistent (MQTT 3.1.1 `clean_session = false`, MQTT 5
@@ -429,8 +486,9 @@ impl Acks {
 /// published meanwhile may be gone — per-source `seq` gaps then show it.
 ///
 /// Accepted events go to `events`, and a message is acknowledged to the
-/// broker only once fusion has its events (at least once, even if this
-/// process dies in between). When fusion falls behind, events wait in a
+/// broker only once fusion has its events, or with an event log
+/// ([`IngestConfig::logged`]) once they are logged (at least once, even if
+/// this process dies in between). When fusion falls behind, events wait in a
 /// bounded backlog ([`MAX_BACKLOG`], reported as `rm_ingest_backlog`)
 /// while the loop keeps talking to the broker (keep-alives, acks), and the
 /// broker holds the rest. Refused messages are counted per reason and
@@ -449,18 +507,26 @@ pub async fn run(
     // (the last event of a message carries it).
     let mut backlog: VecDeque<(Envelope, Option<Msg>)> = VecDeque::new();
     let mut acks = Acks::new();
+    let mut durable = Durable {
+        logged: config.logged.clone(),
+        sent: 0,
+        held: VecDeque::new(),
+    };
     let meters = Meters::new();
     tokio::pin!(shutdown);
     loop {
+        durable.release(&mut acks, &link);
         acks.retry(&link);
         let polled = tokio::select! {
             () = &mut shutdown => break,
+            () = durable.more_logged(), if !durable.held.is_empty() => continue,
             permit = events.reserve(), if !backlog.is_empty() => {
                 let Ok(permit) = permit else { break };
                 if let Some((env, m)) = backlog.pop_front() {
                     permit.send(env);
+                    durable.sent += 1;
                     if let Some(m) = m {
-                        acks.ack(&link, m);
+                        durable.ack(&mut acks, &link, m);
                     }
                 }
                 meters.backlog.set(backlog.len() as f64);
@@ -486,6 +552,7 @@ pub async fn run(
                     entry.1 = None;
                 }
                 acks.clear();
+                durable.held.clear();
                 if ever_subscribed {
                     metrics::counter!("rm_mqtt_sessions_lost_total").increment(1);
                     warn!(
@@ -517,7 +584,16 @@ pub async fn run(
                 status.subscribed.store(true, Ordering::Relaxed);
             }
             Ok(Incoming::Message(m)) => {
-                match handle(&meters, &link, &mut acks, &config, &events, &mut backlog, m) {
+                match handle(
+                    &meters,
+                    &link,
+                    &mut acks,
+                    &mut durable,
+                    &config,
+                    &events,
+                    &mut backlog,
+                    m,
+                ) {
                     Handled::Accepted => {
                         status.accepted.fetch_add(1, Ordering::Relaxed);
                     }
@@ -570,10 +646,15 @@ enum Handled {
 
 /// Handles one message without waiting: its events go to fusion now, or
 /// behind the backlog when fusion is behind.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's parts, each borrowed separately for one message"
+)]
 fn handle(
     meters: &Meters,
     link: &Link,
     acks: &mut Acks,
+    durable: &mut Durable,
     config: &IngestConfig,
     events: &mpsc::Sender<Envelope>,
     backlog: &mut VecDeque<(Envelope, Option<Msg>)>,
@@ -594,7 +675,7 @@ fn handle(
                     continue;
                 }
                 match events.try_send(env) {
-                    Ok(()) => {}
+                    Ok(()) => durable.sent += 1,
                     Err(mpsc::error::TrySendError::Full(env)) => {
                         backlog.push_back((env, if last { m.take() } else { None }));
                     }
@@ -603,7 +684,7 @@ fn handle(
             }
             // All sent (or nothing to send): acknowledge now.
             if let Some(m) = m {
-                acks.ack(link, m);
+                durable.ack(acks, link, m);
             }
             if !backlog.is_empty() {
                 meters.backlog.set(backlog.len() as f64);
@@ -611,18 +692,18 @@ fn handle(
             Handled::Accepted
         }
         Err(DecodeError::OwnOutput) => {
-            acks.ack(link, m);
+            durable.ack(acks, link, m);
             Handled::Other
         }
         Err(DecodeError::Ignored(reason)) => {
             metrics::counter!("rm_ingest_ignored_total", "reason" => reason).increment(1);
             debug!(topic = %m.topic(), %reason, "ignored message");
-            acks.ack(link, m);
+            durable.ack(acks, link, m);
             Handled::Other
         }
         Err(e) => {
             refuse(link, config, m.topic(), &e, received_ms);
-            acks.ack(link, m);
+            durable.ack(acks, link, m);
             Handled::Other
         }
     }

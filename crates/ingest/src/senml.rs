@@ -97,10 +97,10 @@ pub(crate) fn decode(ctx: &Ctx<'_>, payload: &[u8]) -> Result<Vec<Event>, Decode
         if let Some(field) = r.other.keys().find(|k| k.ends_with('_')) {
             return Err(at(format!("unknown must-understand field {field:?}")));
         }
-        if let Some(v) = r.bver {
-            if v > VERSION {
-                return Err(at(format!("version {v} is newer than {VERSION}")));
-            }
+        if let Some(v) = r.bver
+            && v > VERSION
+        {
+            return Err(at(format!("version {v} is newer than {VERSION}")));
         }
         if let Some(b) = r.bn {
             bn = b;

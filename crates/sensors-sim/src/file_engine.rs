@@ -228,10 +228,11 @@ impl FileScenario {
                 _ => Vec::new(),
             };
             let leg = leg_at(&u.legs, tau);
-            if changes.is_empty() && (prev.is_none() || refresh) {
-                if let Some(leg) = leg {
-                    changes.push((wall_ms, leg.status));
-                }
+            if changes.is_empty()
+                && (prev.is_none() || refresh)
+                && let Some(leg) = leg
+            {
+                changes.push((wall_ms, leg.status));
             }
             status_msgs(
                 &unit_status_topic(&self.space, &spec.id),
@@ -287,10 +288,10 @@ fn sensor_value(s: &SensorSpec, spec: &Spec, tau: f64, pos: LatLon, noise: &mut 
     if let Some(b) = &s.surge {
         v += b.height * (-0.5 * ((tau - b.peak_s) / b.width_s).powi(2)).exp();
     }
-    if let Some((p, peak)) = s.plume {
-        if let Some(plume) = spec.plumes.get(p) {
-            v += peak * plume_share(plume, tau, pos);
-        }
+    if let Some((p, peak)) = s.plume
+        && let Some(plume) = spec.plumes.get(p)
+    {
+        v += peak * plume_share(plume, tau, pos);
     }
     if let Some(scale) = s.rain {
         v += scale * rain_at(&spec.rain_cells, tau, pos);

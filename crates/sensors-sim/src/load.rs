@@ -254,7 +254,9 @@ impl LoadScenario {
             accuracy: Some(8.0),
             source: Some("tracker".to_owned()),
         };
-        let status = (u.sent % STATUS_EVERY == 0)
+        let status = u
+            .sent
+            .is_multiple_of(STATUS_EVERY)
             .then(|| [2u8, 3, 4, 1][(u.sent / STATUS_EVERY % 4) as usize]);
         u.sent += 1;
         out.extend(Msg::json(

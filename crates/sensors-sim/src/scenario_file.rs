@@ -977,10 +977,10 @@ impl Checker {
                     ));
                 }
             };
-            if let Some(th) = &s.thresholds {
-                if th.iter().any(|x| !x.is_finite()) || th.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(format!("{f}.thresholds: must be finite and ascending"));
-                }
+            if let Some(th) = &s.thresholds
+                && (th.iter().any(|x| !x.is_finite()) || th.windows(2).any(|w| w[0] >= w[1]))
+            {
+                return Err(format!("{f}.thresholds: must be finite and ascending"));
             }
             let plume = match (&s.plume, s.plume_peak) {
                 (Some(p), Some(peak)) => {
@@ -1028,10 +1028,10 @@ impl Checker {
             if !(noise.is_finite() && noise >= 0.0) {
                 return Err(format!("{f}.noise: must be ≥ 0, got {noise}"));
             }
-            if let (Some(lo), Some(hi)) = (s.min, s.max) {
-                if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                    return Err(format!("{f}: min must not be above max"));
-                }
+            if let (Some(lo), Some(hi)) = (s.min, s.max)
+                && !(lo.is_finite() && hi.is_finite() && lo <= hi)
+            {
+                return Err(format!("{f}: min must not be above max"));
             }
             let decimals = s.decimals.unwrap_or(2);
             if decimals > 6 {

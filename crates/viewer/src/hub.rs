@@ -64,6 +64,40 @@ pub enum Request {
         /// Gets the outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// The picture as it was at a past time, rebuilt from the event log.
+    History {
+        /// The space.
+        space: String,
+        /// The time, epoch milliseconds.
+        at_ms: i64,
+        /// The viewport.
+        viewport: Viewport,
+        /// Gets the snapshot, or why there is none.
+        reply: oneshot::Sender<Result<SnapshotReply, String>>,
+    },
+    /// The newest entries of a space's mission log, oldest first.
+    MissionLog {
+        /// The space.
+        space: String,
+        /// At most this many.
+        limit: usize,
+        /// Gets the entries.
+        reply: oneshot::Sender<Result<Vec<fusion::JournalEntry>, String>>,
+    },
+    /// How far back the space's event log reaches.
+    HistoryRange {
+        /// The space.
+        space: String,
+        /// Gets (first, now) in epoch ms, or why there is none.
+        reply: oneshot::Sender<Result<(i64, i64), String>>,
+    },
+    /// Empty a drill space's picture (its log is kept aside).
+    Reset {
+        /// The space (a drill).
+        space: String,
+        /// Gets the outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Acknowledge an alert.
     Ack {
         /// The space.
@@ -190,6 +224,69 @@ impl Hub {
         })
         .await?
         .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+    }
+
+    /// A snapshot of `viewport` in `space` as it was at `at_ms`.
+    pub async fn history(
+        &self,
+        space: &str,
+        at_ms: i64,
+        viewport: Viewport,
+    ) -> Result<SnapshotReply, HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
+        self.ask(|reply| Request::History {
+            space: space.to_owned(),
+            at_ms,
+            viewport,
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
+    }
+
+    /// The newest `limit` mission-log entries of `space`.
+    pub async fn mission_log(
+        &self,
+        space: &str,
+        limit: usize,
+    ) -> Result<Vec<fusion::JournalEntry>, HubError> {
+        self.ask(|reply| Request::MissionLog {
+            space: space.to_owned(),
+            limit,
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
+    }
+
+    /// (first record, now) of `space`'s event log.
+    pub async fn history_range(&self, space: &str) -> Result<(i64, i64), HubError> {
+        self.ask(|reply| Request::HistoryRange {
+            space: space.to_owned(),
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
+    }
+
+    /// Resets a drill space to an empty picture.
+    pub async fn reset(&self, space: &str) -> Result<(), HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
+        if !fusion::space::is_drill(space) {
+            return Err(HubError::Refused(format!(
+                "{space:?} is not a drill space: only drills can be reset"
+            )));
+        }
+        self.ask(|reply| Request::Reset {
+            space: space.to_owned(),
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
     }
 
     /// Removes a unit or sensor from a space's picture.

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
@@ -47,6 +47,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/spaces", get(spaces))
         .route("/api/v1/{space}/snapshot", get(snapshot))
+        .route("/api/v1/{space}/mission-log", get(mission_log))
+        .route("/api/v1/{space}/history", get(history_range))
+        .route("/api/v1/{space}/reset", post(reset))
         .route("/api/v1/{space}/units/{id}", delete(remove_unit))
         .route("/api/v1/{space}/sensors/{id}", delete(remove_sensor))
         .route("/ws", get(websocket))
@@ -130,13 +133,8 @@ async fn snapshot(
     Path(space): Path<String>,
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
-    if q.at.is_some() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "at= (time travel) needs the event log, which this server does not keep yet".into(),
-        ));
-    }
     let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let at = q.at.as_deref().map(parse_time).transpose().map_err(bad)?;
     let bbox = q
         .bbox
         .as_deref()
@@ -144,15 +142,123 @@ async fn snapshot(
         .transpose()
         .map_err(bad)?;
     let vp = parse_viewport(bbox, q.res).map_err(bad)?;
-    let reply = s.hub.snapshot(&space, vp).await?;
+    let reply = match at {
+        Some(t) => s.hub.history(&space, t, vp).await?,
+        None => s.hub.snapshot(&space, vp).await?,
+    };
     let body = SnapshotMsg {
         kind: "snapshot",
         space: &space,
         drill: fusion::space::is_drill(&space),
         snapshot: &reply.snapshot,
         digest: &reply.digest,
+        at,
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// `at=`: epoch milliseconds or RFC 3339 (`2026-12-01T21:00:00Z`).
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("at={s:?}: not epoch milliseconds or RFC 3339 ({e})"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("at={s:?}: out of range"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MissionLogQuery {
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// Most mission-log entries one request returns.
+const MISSION_LOG_MAX: usize = 10_000;
+
+/// The mission log, newest `limit` entries (default 500) oldest first, as
+/// JSON or (`format=csv`) as a CSV file for the after-action report.
+async fn mission_log(
+    State(s): State<AppState>,
+    Path(space): Path<String>,
+    Query(q): Query<MissionLogQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(500).min(MISSION_LOG_MAX);
+    let entries = s.hub.mission_log(&space, limit).await?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(axum::Json(serde_json::json!({
+            "space": space,
+            "drill": fusion::space::is_drill(&space),
+            "entries": entries,
+        }))
+        .into_response()),
+        Some("csv") => {
+            let mut out = String::from("at,space,kind,about,actor,text\r\n");
+            for e in &entries {
+                let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(e.at_ms) * 1_000_000,
+                )
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| e.at_ms.to_string());
+                let fields = [
+                    at.as_str(),
+                    space.as_str(),
+                    e.kind.as_str(),
+                    e.about.as_deref().unwrap_or(""),
+                    e.actor.as_deref().unwrap_or(""),
+                    e.text.as_str(),
+                ];
+                let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&row.join(","));
+                out.push_str("\r\n");
+            }
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"mission-log-{space}.csv\""),
+                    ),
+                ],
+                out,
+            )
+                .into_response())
+        }
+        Some(f) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("format={f:?}: json or csv"),
+        )),
+    }
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+fn csv_field(f: &str) -> String {
+    if f.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f.to_owned()
+    }
+}
+
+/// How far back the space's event log reaches, for the time slider.
+async fn history_range(
+    State(s): State<AppState>,
+    Path(space): Path<String>,
+) -> Result<Response, ApiError> {
+    let (from_ms, to_ms) = s.hub.history_range(&space).await?;
+    Ok(axum::Json(serde_json::json!({ "from_ms": from_ms, "to_ms": to_ms })).into_response())
+}
+
+/// Resets a drill space: an empty picture, its log kept aside.
+async fn reset(State(s): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
+    s.hub.reset(&space).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn remove_unit(

@@ -18,6 +18,9 @@ pub struct SnapshotMsg<'a> {
     pub snapshot: &'a Snapshot,
     /// Hex SHA-256 of the picture's canonical content.
     pub digest: &'a str,
+    /// For a picture of the past (`at=`): the time it shows, epoch ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
 }
 
 /// `{"type":"delta",…}`.

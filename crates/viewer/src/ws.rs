@@ -137,6 +137,7 @@ impl Client {
             drill: self.space.drill,
             snapshot: &reply.snapshot,
             digest: &reply.digest,
+            at: None,
         });
         self.send_text(text).await
     }
@@ -151,6 +152,11 @@ impl Client {
     async fn on_delta(&mut self, delta: &Delta) -> Flow {
         if delta.seq <= self.last_seq {
             return Flow::Continue; // already in the snapshot
+        }
+        if delta.resync {
+            // The picture was replaced (a drill reset): what the client
+            // holds is void, a fresh snapshot replaces it.
+            return self.resync().await;
         }
         let Some(filter) = self.filter.as_mut() else {
             return Flow::Continue;
