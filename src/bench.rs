@@ -667,6 +667,38 @@ struct Memory {
     alerts: usize,
 }
 
+/// What checkpointing the bench's picture measured.
+struct CheckpointFigures {
+    bytes: usize,
+    /// Taking the checkpoint and serialising it (what the owner task does
+    /// before a new segment).
+    take_ms: f64,
+    /// Parsing it and restoring the picture (what a restart does).
+    restore_ms: f64,
+}
+
+fn checkpoint_bench(picture: &Picture) -> anyhow::Result<CheckpointFigures> {
+    let start = Instant::now();
+    let cp = picture
+        .checkpoint()
+        .context("the bench flushes before it ends")?;
+    let text = serde_json::to_vec(&cp)?;
+    let take_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let back: fusion::Checkpoint = serde_json::from_slice(&text)?;
+    let restored = Picture::restore(PictureConfig::default(), back)?;
+    let restore_ms = start.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        restored.digest() == picture.digest(),
+        "restored digest differs"
+    );
+    Ok(CheckpointFigures {
+        bytes: text.len(),
+        take_ms,
+        restore_ms,
+    })
+}
+
 /// What writing and reading the workload as an event log measured.
 struct LogFigures {
     write_rates: Vec<f64>,
@@ -765,6 +797,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     let mut flush_shares = Vec::with_capacity(a.runs);
     let mut raw_rates = Vec::with_capacity(a.runs);
     let mut first: Option<(Tally, Memory)> = None;
+    let mut cp: Option<CheckpointFigures> = None;
     let mut raw_cells = 0;
     let finest = Picture::new(PictureConfig::default())
         .resolutions()
@@ -794,6 +827,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             };
             drop(snapshot);
             first = Some((tally, memory));
+            cp = Some(checkpoint_bench(&picture)?);
         }
         drop(picture);
         let (took, cells) = raw_run(&w.points, finest);
@@ -802,6 +836,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     }
     let (tally, memory) = first.context("no run was made")?;
     let log = log_bench(&w.events, a.runs)?;
+    let cp = cp.context("no checkpoint was taken")?;
 
     let events_per_s = median(engine_rates.clone());
     let raw_events_per_s = median(raw_rates.clone());
@@ -861,9 +896,16 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         list(&log.read_rates),
         verdict(log.read_per_s >= TARGET_REPLAY)
     );
+    println!(
+        "checkpoint of the whole picture: {:.1} MiB JSON, taken and serialised in {:.0} ms, parsed and restored in {:.0} ms",
+        cp.bytes as f64 / (1024.0 * 1024.0),
+        cp.take_ms,
+        cp.restore_ms
+    );
     if a.json {
         println!(
-            "{{\"replay_events_per_s\":{:.0},\"log_write_events_per_s\":{:.0},\"log_bytes_per_event\":{:.1},\
+            "{{\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.0},\"restore_ms\":{:.0},\
+             \"replay_events_per_s\":{:.0},\"log_write_events_per_s\":{:.0},\"log_bytes_per_event\":{:.1},\
              \"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
              \"events_per_s\":{events_per_s:.0},\"raw_events_per_s\":{raw_events_per_s:.0},\
              \"ratio\":{ratio:.4},\"flush_share\":{flush_share:.4},\
@@ -871,6 +913,9 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
              \"rss_bytes_per_cell\":{rss_per_cell:.1},\"rss_bytes_per_entity\":{rss_per_entity:.1},\
              \"rss_delta_bytes\":{rss_delta},\"cells_res10\":{},\"cells_total\":{},\
              \"fma\":{fma},\"avx2\":{avx2}}}",
+            cp.bytes,
+            cp.take_ms,
+            cp.restore_ms,
             log.read_per_s,
             log.write_per_s,
             log.bytes_per_event,
