@@ -16,9 +16,10 @@
 //    CSV link downloads the log (screenshot of the panel:
 //    `browser-mission-log.png`).
 // 3. The drill space: Reset drill asks first (Cancel keeps everything), then
-//    empties the picture, which stays empty, and the log says so; with no
-//    history left the slider goes away (`browser-drill-reset.png`). A second
-//    viewer of the drill empties too.
+//    empties the picture, which stays empty, and the log says so; the
+//    drill's past now begins at the reset, so the slider stays, its range
+//    starting then (`browser-drill-reset.png`). A second viewer of the drill
+//    empties too.
 
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -334,13 +335,20 @@ async function drillReset(browser) {
     '#mlog-list li[data-kind="drill_reset"]',
     'mission log does not list the reset',
   );
-  // A reset drill has no history yet (`/history` refuses): no slider.
+  // A reset drill's past begins at the reset: the slider stays, and the
+  // range the server gives starts at the reset, not before it.
+  const journal = await getJson(new URL(`/api/v1/${drill}/mission-log`, base).href);
+  const resetAt = journal.entries.find((e) => e.kind === 'drill_reset')?.at_ms;
+  if (resetAt === undefined) fail('no drill_reset entry in the mission log');
+  const range = await getJson(new URL(`/api/v1/${drill}/history`, base).href);
+  if (Math.abs(range.from_ms - resetAt) > 1000)
+    fail(`history of the reset drill starts at ${range.from_ms}, the reset was at ${resetAt}`);
   await waitUntil(
     page,
-    () => document.getElementById('timebar').hidden,
+    () => !document.getElementById('timebar').hidden,
     null,
     STEP_TIMEOUT_MS,
-    'time slider still shown for a drill without history',
+    'time slider gone for a drill whose past begins at its reset',
   );
   await page.waitForTimeout(1500);
   const after = await page.evaluate(() => window.rmStats());
