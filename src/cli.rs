@@ -298,6 +298,9 @@ async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     });
     info!(data = %data.display(), "demo event log");
     config.log.dir = Some(data);
+    // The scenario runs faster than its wall-clock stamps: vehicles would
+    // look like jumping sources without plausible speeds to match.
+    config.sources = config.sources.compressed(a.speed);
     let shutdown = shutdown_signal();
     // Any free port for the broker, so the demo runs beside a local Mosquitto.
     let any_port: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));

@@ -84,6 +84,22 @@ impl Default for SourceConfig {
 }
 
 impl SourceConfig {
+    /// The same for a picture whose events move `factor` times faster than
+    /// their time stamps say (a simulated drill at `--speed factor`, stamped
+    /// with the wall clock): plausible speeds and drift scale with it, so
+    /// a fire engine driving at ×60 is not taken for a jumping source.
+    pub fn compressed(mut self, factor: f64) -> SourceConfig {
+        if !(factor.is_finite() && factor > 1.0) {
+            return self;
+        }
+        self.drift_mps *= factor;
+        self.default_max_speed_mps *= factor;
+        for v in self.max_speed_mps.values_mut() {
+            *v *= factor;
+        }
+        self
+    }
+
     /// Accuracy of a fix from `source` that states none.
     pub fn accuracy_of(&self, source: &str) -> f64 {
         self.accuracy_m
@@ -301,6 +317,18 @@ mod tests {
     use proptest::prelude::*;
 
     const T0: EpochMs = 1_790_000_000_000;
+
+    #[test]
+    fn compressed_time_scales_speeds_and_drift_only() {
+        let c = SourceConfig::default();
+        let x60 = c.clone().compressed(60.0);
+        assert_eq!(x60.default_max_speed_mps, c.default_max_speed_mps * 60.0);
+        assert_eq!(x60.max_speed_of("RTH"), c.max_speed_of("RTH") * 60.0);
+        assert_eq!(x60.drift_mps, c.drift_mps * 60.0);
+        assert_eq!(x60.accuracy_m, c.accuracy_m);
+        assert_eq!(c.clone().compressed(1.0), c);
+        assert_eq!(c.clone().compressed(f64::NAN), c);
+    }
 
     fn fix(source: &str, (lat, lon): (f64, f64), accuracy_m: f64, ts_ms: EpochMs) -> Fix {
         Fix {
