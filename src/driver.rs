@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use fusion::{Envelope, Journal, JournalEntry, Outcome, Picture, PictureConfig, Viewport};
 use ingest::log::{self, EventLog, MissionLog, Op, OpRecord, Record, Window};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
-use viewer::hub::{Hub, Request, SnapshotReply, SpaceHandle};
+use viewer::hub::{Hub, HubError, Request, SnapshotReply, SpaceHandle};
 
 use ingest::now_ms;
 
@@ -127,6 +127,9 @@ impl Counters {
     }
 }
 
+/// Pictures of the past rebuilt at the same time, at most.
+const HISTORY_AT_ONCE: usize = 2;
+
 /// Events taken from ingest's channel at a time.
 const BATCH: usize = 256;
 
@@ -145,6 +148,8 @@ pub struct Driver {
     recovering: bool,
     /// Reused for each batch.
     records: Vec<Record>,
+    /// Permits for rebuilding pictures of the past.
+    history_slots: Arc<Semaphore>,
 }
 
 impl Driver {
@@ -159,6 +164,7 @@ impl Driver {
             logged: watch::channel(0).0,
             recovering: false,
             records: Vec::with_capacity(BATCH),
+            history_slots: Arc::new(Semaphore::new(HISTORY_AT_ONCE)),
         };
         d.open(fusion::space::LIVE);
         d
@@ -582,15 +588,26 @@ impl Driver {
                 reply,
             } => {
                 let Some(dir) = self.log.as_ref().map(|l| l.dir().join(&space)) else {
-                    let _ = reply.send(Err(
+                    let _ = reply.send(Err(HubError::Refused(
                         "this server keeps no event log (start it with --data DIR)".to_owned(),
-                    ));
+                    )));
+                    return;
+                };
+                // Each rebuild takes a core for a while: a few at a time,
+                // so a slider dragged on many tablets cannot starve ingest.
+                let Ok(permit) = self.history_slots.clone().try_acquire_owned() else {
+                    metrics::counter!("rm_history_busy_total").increment(1);
+                    let _ = reply.send(Err(HubError::Busy(format!(
+                        "{HISTORY_AT_ONCE} pictures of the past are being rebuilt; try again in a moment"
+                    ))));
                     return;
                 };
                 let config = self.config.picture.clone();
                 // Reading the log may take a while: never on the owner task.
                 tokio::task::spawn_blocking(move || {
-                    let _ = reply.send(history(&dir, config, at_ms, viewport));
+                    let answer = history(&dir, config, at_ms, viewport).map_err(HubError::Refused);
+                    drop(permit);
+                    let _ = reply.send(answer);
                 });
             }
         }

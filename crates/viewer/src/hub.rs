@@ -73,7 +73,7 @@ pub enum Request {
         /// The viewport.
         viewport: Viewport,
         /// Gets the snapshot, or why there is none.
-        reply: oneshot::Sender<Result<SnapshotReply, String>>,
+        reply: oneshot::Sender<Result<SnapshotReply, HubError>>,
     },
     /// The newest entries of a space's mission log, oldest first.
     MissionLog {
@@ -126,6 +126,9 @@ pub enum HubError {
     /// The owner refused the request.
     #[error("{0}")]
     Refused(String),
+    /// Too much of this kind of work under way; try again shortly.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Space listing entry.
@@ -243,7 +246,6 @@ impl Hub {
             reply,
         })
         .await?
-        .map_err(HubError::Refused)
     }
 
     /// The newest `limit` mission-log entries of `space`.

@@ -84,7 +84,7 @@ impl From<HubError> for ApiError {
         let status = match e {
             HubError::InvalidSpace(_) | HubError::Refused(_) => StatusCode::BAD_REQUEST,
             HubError::UnknownSpace(_) => StatusCode::NOT_FOUND,
-            HubError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::Closed | HubError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(status, e.to_string())
     }
