@@ -93,6 +93,8 @@ struct Space {
     journal: Journal,
     /// The mission log (in the space's folder with a data folder).
     mission: MissionLog,
+    /// A drill has had its first event (and its `drill_opened` entry).
+    begun: bool,
 }
 
 impl Space {
@@ -208,20 +210,13 @@ impl Driver {
                 metrics::counter!("rm_log_checkpoints_restored_total").increment(1);
                 space.picture = picture;
             }
-            let mut last_flush: Option<i64> = None;
-            let mut now = None;
-            let read = log::read_space_from(&dir.join(&name), first, Window::default(), |r| {
-                let t = r.received_ms();
-                apply_record(&mut space.picture, &r);
-                now = Some(t);
-                if last_flush.is_none_or(|f| t - f >= tick_ms) {
-                    space.picture.flush(t);
-                    last_flush = Some(t);
-                }
-            })?;
-            if let Some(t) = now {
-                space.picture.flush(t);
-            }
+            let (read, now) = replay_log(
+                &mut space.picture,
+                &dir.join(&name),
+                first,
+                Window::default(),
+                tick_ms,
+            )?;
             let all = Viewport {
                 bbox: None,
                 res: space.picture.resolutions()[0],
@@ -252,22 +247,16 @@ impl Driver {
             info!(space = name, drill = handle.drill, "space opened");
             metrics::gauge!("rm_spaces").increment(1.0);
             let mission = self.mission_log(name);
-            let mut space = Space {
+            let drill = handle.drill;
+            let space = Space {
                 picture: Picture::new(self.config.picture.clone()),
                 handle,
                 journal: Journal::default(),
                 mission,
+                // A drill begins with its first data, not when someone
+                // merely looks at its name; recovered ones began before.
+                begun: !drill || self.recovering,
             };
-            if space.handle.drill && !self.recovering {
-                let now = self.config.clock.now();
-                space.enter(vec![Journal::action(
-                    "drill_opened",
-                    Some(name),
-                    None,
-                    format!("EXERCISE {name} begins"),
-                    now,
-                )]);
-            }
             self.spaces.insert(name.to_owned(), space);
         }
         let Some(space) = self.spaces.get_mut(name) else {
@@ -280,6 +269,17 @@ impl Driver {
     /// recovered or replayed picture sees exactly what this one saw.
     fn apply(&mut self, env: &Envelope) {
         let space = self.open(&env.space);
+        if !space.begun {
+            space.begun = true;
+            let name = space.handle.name.clone();
+            space.enter(vec![Journal::action(
+                "drill_opened",
+                Some(&name),
+                None,
+                format!("EXERCISE {name} begins"),
+                env.received_ms,
+            )]);
+        }
         match space.picture.apply(env, env.received_ms) {
             Ok(outcome) => {
                 let c = &self.counters;
@@ -355,13 +355,13 @@ impl Driver {
                 metrics::counter!("rm_log_write_errors_total").increment(1);
                 error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
             }
-        }
-        self.logged.send_modify(|c| *c += n);
-        for r in &records {
-            if let Record::Event(env) = r {
-                self.apply(env);
+            for r in run {
+                if let Record::Event(env) = r {
+                    self.apply(env);
+                }
             }
         }
+        self.logged.send_modify(|c| *c += n);
         records.clear();
         self.records = records;
     }
@@ -503,6 +503,13 @@ impl Driver {
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {
+                    self.log_op(
+                        &space,
+                        Op::Remove {
+                            entity: kind.into(),
+                            id: id.clone(),
+                        },
+                    );
                     let now = self.config.clock.now();
                     let what = match kind {
                         fusion::EntityKind::Unit => "Unit",
@@ -517,8 +524,6 @@ impl Driver {
                             now,
                         )]);
                     }
-                    let entity = kind.into();
-                    self.log_op(&space, Op::Remove { entity, id });
                 }
                 let _ = reply.send(result);
             }
@@ -527,17 +532,37 @@ impl Driver {
                 alert,
                 reply,
             } => {
+                // A clock alert's id depends on tick times the log does not
+                // hold: log what it is about, too.
+                let about = self
+                    .spaces
+                    .get(&space)
+                    .and_then(|s| s.picture.alert(&alert))
+                    .filter(|a| a.id.starts_with('S'))
+                    .map(|a| log::AlertAbout {
+                        kind: a.kind.clone(),
+                        entity: a.entity.clone(),
+                        related: a.related.clone(),
+                    });
                 let result = match self.spaces.get_mut(&space) {
                     Some(s) => s.picture.ack(&alert).map_err(|e| e.to_string()),
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {
+                    // The event log first: the mission log must not say
+                    // "acknowledged" of an ack a crash then loses.
+                    self.log_op(
+                        &space,
+                        Op::Ack {
+                            alert: alert.clone(),
+                            about,
+                        },
+                    );
                     let now = self.config.clock.now();
                     if let Some(s) = self.spaces.get_mut(&space) {
                         let entry = s.journal.acked(&alert, None, now);
                         s.enter(vec![entry]);
                     }
-                    self.log_op(&space, Op::Ack { alert });
                 }
                 let _ = reply.send(result);
             }
@@ -603,9 +628,11 @@ impl Driver {
                     return;
                 };
                 let config = self.config.picture.clone();
+                let tick_ms = i64::try_from(self.config.tick.as_millis()).unwrap_or(50);
                 // Reading the log may take a while: never on the owner task.
                 tokio::task::spawn_blocking(move || {
-                    let answer = history(&dir, config, at_ms, viewport).map_err(HubError::Refused);
+                    let answer =
+                        history(&dir, config, tick_ms, at_ms, viewport).map_err(HubError::Refused);
                     drop(permit);
                     let _ = reply.send(answer);
                 });
@@ -668,6 +695,11 @@ impl Driver {
             // segment that comes next.
             let now = self.config.clock.now();
             for (name, s) in &mut self.spaces {
+                // A space that never logged anything has nothing to keep
+                // (and gets no folder just for being looked at).
+                if !log.dir().join(name).is_dir() {
+                    continue;
+                }
                 let written =
                     log.next_index(name)
                         .map_err(anyhow::Error::from)
@@ -700,7 +732,14 @@ pub fn apply_record(picture: &mut Picture, r: &Record) {
         }
         Record::Op(o) => {
             let _ = match &o.op {
-                Op::Ack { alert } => picture.ack(alert).map_err(|e| e.to_string()),
+                Op::Ack { alert, about } => {
+                    let now_id = about.as_ref().and_then(|a| {
+                        picture.open_clock_alert(&a.kind, &a.entity, a.related.as_deref())
+                    });
+                    picture
+                        .ack(now_id.as_deref().unwrap_or(alert))
+                        .map_err(|e| e.to_string())
+                }
                 Op::Remove { entity, id } => picture
                     .remove((*entity).into(), id)
                     .map_err(|e| e.to_string()),
@@ -763,10 +802,40 @@ fn newest_checkpoint(
     (None, 0)
 }
 
+/// Applies the records of `dir` from segment `first` on, inside `window`,
+/// to `picture` with the log's clock, flushing as the live picture did: a
+/// tick's worth of log time since the last flush means a tick came (with
+/// its clock-driven changes, such as retention) before the next record.
+/// Returns what was read and the last record's time (flushed at the end).
+fn replay_log(
+    picture: &mut Picture,
+    dir: &Path,
+    first: u64,
+    window: Window,
+    tick_ms: i64,
+) -> anyhow::Result<(log::ReadReport, Option<i64>)> {
+    let mut last_flush: Option<i64> = None;
+    let mut now = None;
+    let read = log::read_space_from(dir, first, window, |r| {
+        let t = r.received_ms();
+        if last_flush.is_none_or(|f| t - f >= tick_ms) {
+            picture.flush(t);
+            last_flush = Some(t);
+        }
+        apply_record(picture, &r);
+        now = Some(t);
+    })?;
+    if let Some(t) = now {
+        picture.flush(t);
+    }
+    Ok((read, now))
+}
+
 /// The picture of one space's log `dir` as it was at `at_ms`.
 fn history(
     dir: &Path,
     config: PictureConfig,
+    tick_ms: i64,
     at_ms: i64,
     viewport: Viewport,
 ) -> Result<SnapshotReply, String> {
@@ -777,8 +846,8 @@ fn history(
         from_ms: None,
         to_ms: Some(at_ms),
     };
-    let read = log::read_space_from(dir, first, window, |r| apply_record(&mut picture, &r))
-        .map_err(|e| e.to_string())?;
+    let (read, _) =
+        replay_log(&mut picture, dir, first, window, tick_ms).map_err(|e| e.to_string())?;
     if read.segments == 0 && !from_checkpoint {
         return Err(format!(
             "the event log has nothing for this space at or before {at_ms}"
@@ -793,4 +862,260 @@ fn history(
         snapshot: picture.snapshot(&vp, at_ms),
         digest: picture.digest(),
     })
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+    use fusion::{Event, UnitMeta};
+
+    fn meta(space: &str, id: &str, t: i64) -> Envelope {
+        Envelope {
+            space: space.into(),
+            received_ms: t,
+            event: Event::UnitMeta(UnitMeta {
+                id: id.into(),
+                callsign: format!("C {id}"),
+                unit_type: "HLF".into(),
+                org: "fire".into(),
+                strength: None,
+            }),
+        }
+    }
+
+    fn driver(dir: &Path) -> Driver {
+        let (tx, _rx) = mpsc::channel(8);
+        let hub = Hub::new(tx);
+        let mut cfg = log::LogConfig::new(dir);
+        cfg.segment_bytes = 1; // rotate at every append
+        let log = EventLog::open(cfg).expect("log");
+        Driver::new(
+            DriverConfig {
+                tick: Duration::from_millis(50),
+                ring: 8,
+                picture: PictureConfig::default(),
+                clock: Clock::Wall,
+            },
+            hub,
+        )
+        .with_log(log)
+    }
+
+    #[tokio::test]
+    async fn interleaved_batch_at_rotation_survives_recovery() {
+        let dir =
+            std::env::temp_dir().join(format!("rm-driver-interleaved-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = now_ms();
+        let before = {
+            let mut d = driver(&dir);
+            d.take(&mut vec![meta("live", "u0", now)]);
+            d.take(&mut vec![
+                meta("live", "u1", now),
+                meta("drill-x", "d1", now),
+                meta("live", "u2", now),
+            ]);
+            let s = d.spaces.get_mut("live").expect("present");
+            s.picture.flush(now_ms());
+            s.picture.digest()
+            // dropped without close: like kill -9
+        };
+        let mut d = driver(&dir);
+        d.recover().expect("recover");
+        let s = d.spaces.get_mut("live").expect("present");
+        s.picture.flush(now_ms());
+        assert_eq!(s.picture.digest(), before, "recovered live picture differs");
+    }
+}
+
+#[cfg(test)]
+mod recovery_clock_tests {
+    use super::*;
+    use fusion::{Event, UnitMeta, UnitPos};
+
+    #[tokio::test]
+    async fn retention_removal_between_records_survives_recovery() {
+        let dir = std::env::temp_dir().join(format!("rm-driver-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mk = || {
+            let (tx, _rx) = mpsc::channel(8);
+            let picture = PictureConfig {
+                retention_ms: 2_000,
+                ..PictureConfig::default()
+            };
+            Driver::new(
+                DriverConfig {
+                    tick: Duration::from_millis(50),
+                    ring: 8,
+                    picture,
+                    clock: Clock::Wall,
+                },
+                Hub::new(tx),
+            )
+            .with_log(EventLog::open(log::LogConfig::new(&dir)).expect("log"))
+        };
+        let t0 = now_ms() - 60_000;
+        let env = |t: i64, event| Envelope {
+            space: "live".into(),
+            received_ms: t,
+            event,
+        };
+        let pos = |t: i64| {
+            Event::UnitPos(UnitPos {
+                id: "u".into(),
+                ts_ms: t,
+                lat: 53.55,
+                lon: 9.99,
+                heading: None,
+                speed: None,
+                accuracy: None,
+                source: None,
+                ttl_ms: None,
+            })
+        };
+        let before = {
+            let mut d = mk();
+            d.take(&mut vec![
+                env(
+                    t0,
+                    Event::UnitMeta(UnitMeta {
+                        id: "u".into(),
+                        callsign: "HLF 1".into(),
+                        unit_type: "HLF".into(),
+                        org: "fire".into(),
+                        strength: None,
+                    }),
+                ),
+                env(t0, pos(t0)),
+            ]);
+            let s = d.spaces.get_mut("live").expect("present");
+            Driver::flush(s, t0 + 50);
+            Driver::flush(s, t0 + 3_000); // a live tick: retention passed, u removed
+            d.take(&mut vec![env(t0 + 4_000, pos(t0 + 4_000))]);
+            let s = d.spaces.get_mut("live").expect("present");
+            Driver::flush(s, t0 + 4_050);
+            s.picture.digest()
+        };
+        let mut d = mk();
+        d.recover().expect("recover");
+        let s = d.spaces.get_mut("live").expect("present");
+        Driver::flush(s, t0 + 4_050);
+        assert_eq!(
+            s.picture.digest(),
+            before,
+            "recovered picture differs after a clock removal"
+        );
+    }
+}
+
+#[cfg(test)]
+mod recovery_alert_tests {
+    use super::*;
+    use fusion::{Event, UnitPos};
+
+    /// (id, kind, entity, acknowledged) of every alert, by id.
+    fn alerts(p: &mut Picture, now: i64) -> Vec<(String, String, String, bool)> {
+        let all = Viewport {
+            bbox: None,
+            res: p.resolutions()[0],
+        };
+        let mut v: Vec<_> = p
+            .snapshot(&all, now)
+            .alerts
+            .into_iter()
+            .map(|a| (a.id, a.kind, a.entity, a.acked))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The same without the ids: clock alerts (`S…`) are numbered at tick
+    /// times the log does not hold, so a recovered picture may number
+    /// them otherwise; what each is about and whether it is acknowledged
+    /// must not change.
+    fn what(alerts: &[(String, String, String, bool)]) -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = alerts
+            .iter()
+            .map(|(_, k, e, acked)| (k.clone(), e.clone(), *acked))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn an_acked_clock_alert_stays_acked_after_recovery() {
+        let dir = std::env::temp_dir().join(format!("rm-driver-clock-ack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mk = || {
+            let (tx, _rx) = mpsc::channel(8);
+            Driver::new(
+                DriverConfig {
+                    tick: Duration::from_millis(50),
+                    ring: 8,
+                    picture: PictureConfig::default(),
+                    clock: Clock::Wall,
+                },
+                Hub::new(tx),
+            )
+            .with_log(EventLog::open(log::LogConfig::new(&dir)).expect("log"))
+        };
+        let t0 = now_ms() - 60_000;
+        let pos = |id: &str, t: i64| Envelope {
+            space: "live".into(),
+            received_ms: t,
+            event: Event::UnitPos(UnitPos {
+                id: id.into(),
+                ts_ms: t,
+                lat: 53.55,
+                lon: 9.99,
+                heading: None,
+                speed: None,
+                accuracy: None,
+                source: None,
+                ttl_ms: Some(1_000),
+            }),
+        };
+        let end = now_ms() + 100;
+        let before = {
+            let mut d = mk();
+            d.take(&mut vec![
+                pos("a", t0),
+                pos("b", t0 + 100),
+                pos("a", t0 + 600),
+            ]);
+            for t in [t0 + 50, t0 + 1_100, t0 + 2_200, t0 + 3_300] {
+                Driver::flush(d.spaces.get_mut("live").expect("present"), t);
+            }
+            d.take(&mut vec![pos("c", t0 + 5_000)]);
+            let live = alerts(
+                &mut d.spaces.get_mut("live").expect("present").picture,
+                t0 + 5_000,
+            );
+            let b_alert = live
+                .iter()
+                .find(|a| a.2 == "b")
+                .expect("b's stale alert")
+                .0
+                .clone();
+            let (reply, rx) = oneshot::channel();
+            d.request(Request::Ack {
+                space: "live".into(),
+                alert: b_alert,
+                reply,
+            });
+            rx.await.expect("answered").expect("acknowledged");
+            Driver::flush(d.spaces.get_mut("live").expect("present"), end);
+            alerts(&mut d.spaces.get_mut("live").expect("present").picture, end)
+        };
+        let mut d = mk();
+        d.recover().expect("recover");
+        Driver::flush(d.spaces.get_mut("live").expect("present"), end);
+        let after = alerts(&mut d.spaces.get_mut("live").expect("present").picture, end);
+        assert_eq!(what(&after), what(&before), "alerts after recovery differ");
+        let acked_b = |v: &[(String, String, String, bool)]| v.iter().any(|a| a.2 == "b" && a.3);
+        assert!(
+            acked_b(&after),
+            "b's alert is still the acknowledged one: {after:?}"
+        );
+    }
 }

@@ -1213,6 +1213,27 @@ impl Picture {
         found.into_iter().map(|(_, s)| s).collect()
     }
 
+    /// An alert by id.
+    pub fn alert(&self, id: &str) -> Option<&AlertView> {
+        self.alerts
+            .values()
+            .chain(self.clock_alerts.values())
+            .find(|a| a.id == id)
+    }
+
+    /// The id of the open (unacknowledged) clock alert about `kind`,
+    /// `entity` and `related`, the newest if several.
+    pub fn open_clock_alert(
+        &self,
+        kind: &str,
+        entity: &str,
+        related: Option<&str>,
+    ) -> Option<String> {
+        let key: OpenKey = (true, kind.into(), entity.into(), related.map(Into::into));
+        let (_, n) = self.open_alerts.get(&key)?.last()?;
+        self.clock_alerts.get(n).map(|a| a.id.clone())
+    }
+
     /// Marks an alert acknowledged.
     pub fn ack(&mut self, alert_id: &str) -> Result<(), AckError> {
         for (alerts, pending) in [

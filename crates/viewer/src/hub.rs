@@ -265,6 +265,9 @@ impl Hub {
 
     /// (first record, now) of `space`'s event log.
     pub async fn history_range(&self, space: &str) -> Result<(i64, i64), HubError> {
+        if !fusion::space::is_valid_space(space) {
+            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
+        }
         self.ask(|reply| Request::HistoryRange {
             space: space.to_owned(),
             reply,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fusion::JournalEntry;
 
@@ -20,7 +20,12 @@ pub const RECENT: usize = 10_000;
 /// One space's mission log.
 #[derive(Debug, Default)]
 pub struct MissionLog {
+    /// Where it is kept (none: in memory only); the file is created with
+    /// the first entry, so a space that never has one leaves no folder.
+    path: Option<PathBuf>,
     file: Option<BufWriter<File>>,
+    /// The file ends in a torn line: begin with a line break.
+    torn: bool,
     recent: VecDeque<JournalEntry>,
 }
 
@@ -34,7 +39,6 @@ impl MissionLog {
     /// newest entries; returns it with how many lines could not be read
     /// (a line cut short by a crash, say).
     pub fn open(space_dir: &Path) -> Result<(MissionLog, usize), LogError> {
-        std::fs::create_dir_all(space_dir)?;
         let path = space_dir.join(MISSION_LOG_FILE);
         let mut log = MissionLog::default();
         let mut bad = 0;
@@ -46,12 +50,8 @@ impl MissionLog {
                 }
             }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-        // A line cut short by a crash must not swallow the next one.
-        if bad > 0 {
-            file.write_all(b"\n")?;
-        }
-        log.file = Some(BufWriter::new(file));
+        log.torn = bad > 0;
+        log.path = Some(path);
         Ok((log, bad))
     }
 
@@ -66,6 +66,18 @@ impl MissionLog {
     pub fn append(&mut self, entries: Vec<JournalEntry>) -> Result<(), LogError> {
         if entries.is_empty() {
             return Ok(());
+        }
+        if let (None, Some(path)) = (&self.file, &self.path) {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+            // A line cut short by a crash must not swallow the next one.
+            if self.torn {
+                file.write_all(b"\n")?;
+                self.torn = false;
+            }
+            self.file = Some(BufWriter::new(file));
         }
         if let Some(f) = self.file.as_mut() {
             for e in &entries {

@@ -37,6 +37,11 @@ pub enum Op {
     Ack {
         /// The alert's id.
         alert: String,
+        /// What a clock alert (`S…`) was about: the clock raises those at
+        /// tick times the log does not hold, so on replay their ids can
+        /// differ and the acknowledgement finds its alert by this instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        about: Option<AlertAbout>,
     },
     /// Removed an entity from the picture.
     Remove {
@@ -45,6 +50,18 @@ pub enum Op {
         /// Its id.
         id: String,
     },
+}
+
+/// What an alert is about: its kind, entity and related entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertAbout {
+    /// e.g. `stale_source`.
+    pub kind: String,
+    /// The entity.
+    pub entity: String,
+    /// A second entity, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<String>,
 }
 
 /// Which kind of entity a removal was about (serialisable).
@@ -94,7 +111,7 @@ impl Op {
     /// The `entity` column: the alert or entity it is about.
     pub fn entity(&self) -> &str {
         match self {
-            Op::Ack { alert } => alert,
+            Op::Ack { alert, .. } => alert,
             Op::Remove { id, .. } => id,
         }
     }

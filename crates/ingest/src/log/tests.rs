@@ -146,7 +146,14 @@ fn every_kind(space: &str, t: i64) -> Vec<Record> {
             space: space.to_owned(),
             at_ms: t + 9,
             actor: Some("leitstelle".into()),
-            op: Op::Ack { alert: "A3".into() },
+            op: Op::Ack {
+                alert: "S3".into(),
+                about: Some(AlertAbout {
+                    kind: "stale_source".into(),
+                    entity: "pegel-st-pauli".into(),
+                    related: None,
+                }),
+            },
         }),
         Record::Op(OpRecord {
             space: space.to_owned(),
