@@ -578,30 +578,19 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Request::HistoryRange { space, reply } => {
-                let result = match self.log.as_ref() {
-                    None => {
-                        Err("this server keeps no event log (start it with --data DIR)".to_owned())
-                    }
-                    Some(l) => {
-                        let dir = l.dir().join(&space);
-                        // The log reaches back to its first segment, or to
-                        // its first checkpoint (a reset drill has one
-                        // before any segment).
-                        let first_segment = log::segments(&dir)
-                            .ok()
-                            .and_then(|s| s.first().map(|s| s.start_ms));
-                        let first_checkpoint = log::checkpoints(&dir)
-                            .ok()
-                            .and_then(|c| c.iter().map(|c| c.at_ms).min());
-                        first_segment
-                            .into_iter()
-                            .chain(first_checkpoint)
-                            .min()
-                            .map(|from| (from, self.config.clock.now()))
-                            .ok_or_else(|| format!("no event log for {space:?} yet"))
-                    }
+                let Some(dir) = self.log.as_ref().map(|l| l.dir().join(&space)) else {
+                    let _ = reply.send(Err(NO_LOG.to_owned()));
+                    return;
                 };
-                let _ = reply.send(result);
+                let now = self.config.clock.now();
+                // Listing folders is I/O: not on the owner task.
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(
+                        log_begins(&dir)
+                            .map(|from| (from, now))
+                            .ok_or_else(|| format!("no event log for {space:?} yet")),
+                    );
+                });
             }
             Request::Reset { space, reply } => {
                 let _ = reply.send(self.reset(&space));
@@ -613,9 +602,7 @@ impl Driver {
                 reply,
             } => {
                 let Some(dir) = self.log.as_ref().map(|l| l.dir().join(&space)) else {
-                    let _ = reply.send(Err(HubError::Refused(
-                        "this server keeps no event log (start it with --data DIR)".to_owned(),
-                    )));
+                    let _ = reply.send(Err(HubError::Refused(NO_LOG.to_owned())));
                     return;
                 };
                 // Each rebuild takes a core for a while: a few at a time,
@@ -748,6 +735,21 @@ pub fn apply_record(picture: &mut Picture, r: &Record) {
     }
 }
 
+/// Why a server without a data folder has no past to show.
+const NO_LOG: &str = "this server keeps no event log (start it with --data DIR)";
+
+/// How far back one space's log folder reaches: its first segment, or its
+/// first checkpoint (a reset drill has one before any segment).
+fn log_begins(dir: &Path) -> Option<i64> {
+    let first_segment = log::segments(dir)
+        .ok()
+        .and_then(|s| s.first().map(|s| s.start_ms));
+    let first_checkpoint = log::checkpoints(dir)
+        .ok()
+        .and_then(|c| c.iter().map(|c| c.at_ms).min());
+    first_segment.into_iter().chain(first_checkpoint).min()
+}
+
 /// Writes a checkpoint of `picture` (just flushed) for `segment`.
 fn write_checkpoint(dir: &Path, picture: &Picture, segment: u64, now: i64) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -866,152 +868,74 @@ fn history(
 
 #[cfg(test)]
 mod recovery_tests {
-    use super::*;
-    use fusion::{Event, UnitMeta};
+    //! Recovery against the live picture it replaces: the same records and
+    //! actions, a `kill -9` (the driver dropped without closing), a restart.
 
-    fn meta(space: &str, id: &str, t: i64) -> Envelope {
-        Envelope {
-            space: space.into(),
-            received_ms: t,
-            event: Event::UnitMeta(UnitMeta {
-                id: id.into(),
-                callsign: format!("C {id}"),
-                unit_type: "HLF".into(),
-                org: "fire".into(),
-                strength: None,
-            }),
-        }
+    use super::*;
+    use fusion::{Event, UnitMeta, UnitPos};
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rm-driver-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
     }
 
-    fn driver(dir: &Path) -> Driver {
+    /// A driver logging into `dir`; `segment_bytes` 1 rotates at every append.
+    fn driver(dir: &Path, picture: PictureConfig, segment_bytes: Option<u64>) -> Driver {
         let (tx, _rx) = mpsc::channel(8);
-        let hub = Hub::new(tx);
         let mut cfg = log::LogConfig::new(dir);
-        cfg.segment_bytes = 1; // rotate at every append
-        let log = EventLog::open(cfg).expect("log");
+        if let Some(b) = segment_bytes {
+            cfg.segment_bytes = b;
+        }
         Driver::new(
             DriverConfig {
                 tick: Duration::from_millis(50),
                 ring: 8,
-                picture: PictureConfig::default(),
+                picture,
                 clock: Clock::Wall,
             },
-            hub,
+            Hub::new(tx),
         )
-        .with_log(log)
+        .with_log(EventLog::open(cfg).expect("log"))
     }
 
-    #[tokio::test]
-    async fn interleaved_batch_at_rotation_survives_recovery() {
-        let dir =
-            std::env::temp_dir().join(format!("rm-driver-interleaved-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let now = now_ms();
-        let before = {
-            let mut d = driver(&dir);
-            d.take(&mut vec![meta("live", "u0", now)]);
-            d.take(&mut vec![
-                meta("live", "u1", now),
-                meta("drill-x", "d1", now),
-                meta("live", "u2", now),
-            ]);
-            let s = d.spaces.get_mut("live").expect("present");
-            s.picture.flush(now_ms());
-            s.picture.digest()
-            // dropped without close: like kill -9
-        };
-        let mut d = driver(&dir);
-        d.recover().expect("recover");
-        let s = d.spaces.get_mut("live").expect("present");
-        s.picture.flush(now_ms());
-        assert_eq!(s.picture.digest(), before, "recovered live picture differs");
-    }
-}
-
-#[cfg(test)]
-mod recovery_clock_tests {
-    use super::*;
-    use fusion::{Event, UnitMeta, UnitPos};
-
-    #[tokio::test]
-    async fn retention_removal_between_records_survives_recovery() {
-        let dir = std::env::temp_dir().join(format!("rm-driver-retention-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mk = || {
-            let (tx, _rx) = mpsc::channel(8);
-            let picture = PictureConfig {
-                retention_ms: 2_000,
-                ..PictureConfig::default()
-            };
-            Driver::new(
-                DriverConfig {
-                    tick: Duration::from_millis(50),
-                    ring: 8,
-                    picture,
-                    clock: Clock::Wall,
-                },
-                Hub::new(tx),
-            )
-            .with_log(EventLog::open(log::LogConfig::new(&dir)).expect("log"))
-        };
-        let t0 = now_ms() - 60_000;
-        let env = |t: i64, event| Envelope {
-            space: "live".into(),
+    fn env(space: &str, t: i64, event: Event) -> Envelope {
+        Envelope {
+            space: space.into(),
             received_ms: t,
             event,
-        };
-        let pos = |t: i64| {
-            Event::UnitPos(UnitPos {
-                id: "u".into(),
-                ts_ms: t,
-                lat: 53.55,
-                lon: 9.99,
-                heading: None,
-                speed: None,
-                accuracy: None,
-                source: None,
-                ttl_ms: None,
-            })
-        };
-        let before = {
-            let mut d = mk();
-            d.take(&mut vec![
-                env(
-                    t0,
-                    Event::UnitMeta(UnitMeta {
-                        id: "u".into(),
-                        callsign: "HLF 1".into(),
-                        unit_type: "HLF".into(),
-                        org: "fire".into(),
-                        strength: None,
-                    }),
-                ),
-                env(t0, pos(t0)),
-            ]);
-            let s = d.spaces.get_mut("live").expect("present");
-            Driver::flush(s, t0 + 50);
-            Driver::flush(s, t0 + 3_000); // a live tick: retention passed, u removed
-            d.take(&mut vec![env(t0 + 4_000, pos(t0 + 4_000))]);
-            let s = d.spaces.get_mut("live").expect("present");
-            Driver::flush(s, t0 + 4_050);
-            s.picture.digest()
-        };
-        let mut d = mk();
-        d.recover().expect("recover");
-        let s = d.spaces.get_mut("live").expect("present");
-        Driver::flush(s, t0 + 4_050);
-        assert_eq!(
-            s.picture.digest(),
-            before,
-            "recovered picture differs after a clock removal"
-        );
+        }
     }
-}
 
-#[cfg(test)]
-mod recovery_alert_tests {
-    use super::*;
-    use fusion::{Event, UnitPos};
+    fn meta(space: &str, id: &str, t: i64) -> Envelope {
+        let m = UnitMeta {
+            id: id.into(),
+            callsign: format!("C {id}"),
+            unit_type: "HLF".into(),
+            org: "fire".into(),
+            strength: None,
+        };
+        env(space, t, Event::UnitMeta(m))
+    }
+
+    fn pos(id: &str, t: i64, ttl_ms: Option<i64>) -> Envelope {
+        let p = UnitPos {
+            id: id.into(),
+            ts_ms: t,
+            lat: 53.55,
+            lon: 9.99,
+            heading: None,
+            speed: None,
+            accuracy: None,
+            source: None,
+            ttl_ms,
+        };
+        env("live", t, Event::UnitPos(p))
+    }
+
+    fn live(d: &mut Driver) -> &mut Space {
+        d.spaces.get_mut("live").expect("present")
+    }
 
     /// (id, kind, entity, acknowledged) of every alert, by id.
     fn alerts(p: &mut Picture, now: i64) -> Vec<(String, String, String, bool)> {
@@ -1043,55 +967,77 @@ mod recovery_alert_tests {
     }
 
     #[tokio::test]
-    async fn an_acked_clock_alert_stays_acked_after_recovery() {
-        let dir = std::env::temp_dir().join(format!("rm-driver-clock-ack-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mk = || {
-            let (tx, _rx) = mpsc::channel(8);
-            Driver::new(
-                DriverConfig {
-                    tick: Duration::from_millis(50),
-                    ring: 8,
-                    picture: PictureConfig::default(),
-                    clock: Clock::Wall,
-                },
-                Hub::new(tx),
-            )
-            .with_log(EventLog::open(log::LogConfig::new(&dir)).expect("log"))
+    async fn interleaved_batch_at_rotation_survives_recovery() {
+        let dir = scratch("interleaved");
+        let now = now_ms();
+        let before = {
+            let mut d = driver(&dir, PictureConfig::default(), Some(1));
+            d.take(&mut vec![meta("live", "u0", now)]);
+            d.take(&mut vec![
+                meta("live", "u1", now),
+                meta("drill-x", "d1", now),
+                meta("live", "u2", now),
+            ]);
+            let s = live(&mut d);
+            s.picture.flush(now_ms());
+            s.picture.digest()
+            // dropped without close: like kill -9
+        };
+        let mut d = driver(&dir, PictureConfig::default(), Some(1));
+        d.recover().expect("recover");
+        let s = live(&mut d);
+        s.picture.flush(now_ms());
+        assert_eq!(s.picture.digest(), before, "recovered live picture differs");
+    }
+
+    #[tokio::test]
+    async fn retention_removal_between_records_survives_recovery() {
+        let dir = scratch("retention");
+        let picture = || PictureConfig {
+            retention_ms: 2_000,
+            ..PictureConfig::default()
         };
         let t0 = now_ms() - 60_000;
-        let pos = |id: &str, t: i64| Envelope {
-            space: "live".into(),
-            received_ms: t,
-            event: Event::UnitPos(UnitPos {
-                id: id.into(),
-                ts_ms: t,
-                lat: 53.55,
-                lon: 9.99,
-                heading: None,
-                speed: None,
-                accuracy: None,
-                source: None,
-                ttl_ms: Some(1_000),
-            }),
+        let before = {
+            let mut d = driver(&dir, picture(), None);
+            d.take(&mut vec![meta("live", "u", t0), pos("u", t0, None)]);
+            Driver::flush(live(&mut d), t0 + 50);
+            Driver::flush(live(&mut d), t0 + 3_000); // a live tick: retention passed, u removed
+            d.take(&mut vec![pos("u", t0 + 4_000, None)]);
+            let s = live(&mut d);
+            Driver::flush(s, t0 + 4_050);
+            s.picture.digest()
         };
+        let mut d = driver(&dir, picture(), None);
+        d.recover().expect("recover");
+        let s = live(&mut d);
+        Driver::flush(s, t0 + 4_050);
+        assert_eq!(
+            s.picture.digest(),
+            before,
+            "recovered picture differs after a clock removal"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_acked_clock_alert_stays_acked_after_recovery() {
+        let dir = scratch("clock-ack");
+        let t0 = now_ms() - 60_000;
+        let ttl = Some(1_000);
         let end = now_ms() + 100;
         let before = {
-            let mut d = mk();
+            let mut d = driver(&dir, PictureConfig::default(), None);
             d.take(&mut vec![
-                pos("a", t0),
-                pos("b", t0 + 100),
-                pos("a", t0 + 600),
+                pos("a", t0, ttl),
+                pos("b", t0 + 100, ttl),
+                pos("a", t0 + 600, ttl),
             ]);
             for t in [t0 + 50, t0 + 1_100, t0 + 2_200, t0 + 3_300] {
-                Driver::flush(d.spaces.get_mut("live").expect("present"), t);
+                Driver::flush(live(&mut d), t);
             }
-            d.take(&mut vec![pos("c", t0 + 5_000)]);
-            let live = alerts(
-                &mut d.spaces.get_mut("live").expect("present").picture,
-                t0 + 5_000,
-            );
-            let b_alert = live
+            d.take(&mut vec![pos("c", t0 + 5_000, ttl)]);
+            let shown = alerts(&mut live(&mut d).picture, t0 + 5_000);
+            let b_alert = shown
                 .iter()
                 .find(|a| a.2 == "b")
                 .expect("b's stale alert")
@@ -1104,13 +1050,13 @@ mod recovery_alert_tests {
                 reply,
             });
             rx.await.expect("answered").expect("acknowledged");
-            Driver::flush(d.spaces.get_mut("live").expect("present"), end);
-            alerts(&mut d.spaces.get_mut("live").expect("present").picture, end)
+            Driver::flush(live(&mut d), end);
+            alerts(&mut live(&mut d).picture, end)
         };
-        let mut d = mk();
+        let mut d = driver(&dir, PictureConfig::default(), None);
         d.recover().expect("recover");
-        Driver::flush(d.spaces.get_mut("live").expect("present"), end);
-        let after = alerts(&mut d.spaces.get_mut("live").expect("present").picture, end);
+        Driver::flush(live(&mut d), end);
+        let after = alerts(&mut live(&mut d).picture, end);
         assert_eq!(what(&after), what(&before), "alerts after recovery differ");
         let acked_b = |v: &[(String, String, String, bool)]| v.iter().any(|a| a.2 == "b" && a.3);
         assert!(

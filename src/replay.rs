@@ -111,25 +111,6 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
     wire::rfc3339_ms(s).map_err(|e| anyhow::anyhow!("{s:?}: not RFC 3339 or epoch ms: {e}"))
 }
 
-/// Reads the log on a thread of its own, handing records on in order.
-fn reader(
-    dir: PathBuf,
-    window: Window,
-) -> (
-    mpsc::Receiver<Record>,
-    tokio::task::JoinHandle<anyhow::Result<log::ReadReport>>,
-) {
-    let (tx, rx) = mpsc::channel(8_192);
-    let task = tokio::task::spawn_blocking(move || {
-        let report = log::read_space(&dir, window, |r| {
-            // A closed receiver means the replay stopped: skip the rest.
-            let _ = tx.blocking_send(r);
-        })?;
-        Ok(report)
-    });
-    (rx, task)
-}
-
 /// Where a record stands with respect to the window's start.
 enum Before {
     /// Inside the window: paced.
@@ -158,6 +139,59 @@ fn before_window(r: &Record, window: Window) -> Before {
     }
 }
 
+/// The log's records in order, each handed out when it is due: read on a
+/// thread of their own, paced by the speed, descriptions from before the
+/// window's start first (unpaced), everything else before it left out.
+struct Paced {
+    rx: mpsc::Receiver<Record>,
+    reading: tokio::task::JoinHandle<anyhow::Result<log::ReadReport>>,
+    window: Window,
+    pace: Pace,
+}
+
+impl Paced {
+    fn start(dir: PathBuf, window: Window, speed: Option<f64>) -> Paced {
+        let (tx, rx) = mpsc::channel(8_192);
+        // From the beginning: descriptions before the window are needed.
+        let read = Window {
+            from_ms: None,
+            ..window
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            let report = log::read_space(&dir, read, |r| {
+                // A closed receiver means the replay stopped: skip the rest.
+                let _ = tx.blocking_send(r);
+            })?;
+            Ok(report)
+        });
+        Paced {
+            rx,
+            reading,
+            window,
+            pace: Pace { speed, start: None },
+        }
+    }
+
+    async fn next(&mut self) -> Option<Record> {
+        loop {
+            let r = self.rx.recv().await?;
+            match before_window(&r, self.window) {
+                Before::No => {
+                    self.pace.wait(r.received_ms()).await;
+                    return Some(r);
+                }
+                Before::Description => return Some(r),
+                Before::Skip => {}
+            }
+        }
+    }
+
+    /// What reading found, once every record was taken.
+    async fn finish(self) -> anyhow::Result<log::ReadReport> {
+        self.reading.await.context("log reader panicked")?
+    }
+}
+
 /// Paces records: the wall time at which each is due.
 struct Pace {
     speed: Option<f64>,
@@ -172,6 +206,10 @@ impl Pace {
         let due = w0 + Duration::from_secs_f64(offset_ms / 1_000.0);
         tokio::time::sleep_until(due.into()).await;
     }
+}
+
+fn owner_gone() -> anyhow::Error {
+    anyhow::anyhow!("the replay's owner task stopped")
 }
 
 /// Runs `replay`.
@@ -312,31 +350,18 @@ async fn in_process(
             let (reply, rx) = oneshot::channel();
             feed.send(Feed::Digest { space, reply })
                 .await
-                .map_err(|_| anyhow::anyhow!("the replay's owner task stopped"))?;
-            rx.await
-                .map_err(|_| anyhow::anyhow!("the replay's owner task stopped"))
+                .map_err(|_| owner_gone())?;
+            rx.await.map_err(|_| owner_gone())
         }
     };
-    let (mut rx, reading) = reader(
-        dir.to_path_buf(),
-        Window {
-            from_ms: None,
-            ..window
-        },
-    );
-    let mut pace = Pace { speed, start: None };
+    let mut records = Paced::start(dir.to_path_buf(), window, speed);
     let mut n = 0u64;
     let mut checkpoints = Vec::new();
-    while let Some(r) = rx.recv().await {
-        match before_window(&r, window) {
-            Before::No => pace.wait(r.received_ms()).await,
-            Before::Description => {}
-            Before::Skip => continue,
-        }
+    while let Some(r) = records.next().await {
         feed_tx
             .send(Feed::Record(r.into_space(&a.space)))
             .await
-            .map_err(|_| anyhow::anyhow!("the replay's owner task stopped"))?;
+            .map_err(|_| owner_gone())?;
         n += 1;
         if a.every > 0 && n.is_multiple_of(a.every) {
             checkpoints.push(Checkpoint {
@@ -348,7 +373,7 @@ async fn in_process(
             break;
         }
     }
-    let read = reading.await.context("log reader panicked")??;
+    let read = records.finish().await?;
     let last = digest(a.space.clone()).await?;
     Ok((n, read, last, checkpoints))
 }
@@ -379,34 +404,21 @@ async fn through_broker(
             }
         }
     });
-    let (mut rx, reading) = reader(
-        dir.to_path_buf(),
-        Window {
-            from_ms: None,
-            ..window
-        },
-    );
-    let mut pace = Pace { speed, start: None };
+    let mut records = Paced::start(dir.to_path_buf(), window, speed);
     let mut n = 0u64;
-    while let Some(r) = rx.recv().await {
-        match before_window(&r, window) {
-            Before::No => pace.wait(r.received_ms()).await,
-            Before::Description => {}
-            Before::Skip => continue,
-        }
+    while let Some(r) = records.next().await {
         // Operators' actions stay with the original: the drill's own
         // operators act for themselves.
         let Record::Event(env) = r else { continue };
         let shift = ingest::now_ms() - env.received_ms;
-        if let Some((topic, payload, retain)) = native_message(&a.space, &env, shift)? {
-            client
-                .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
-                .await
-                .context("cannot publish to the broker")?;
-            n += 1;
-        }
+        let (topic, payload, retain) = native_message(&a.space, &env, shift)?;
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+            .await
+            .context("cannot publish to the broker")?;
+        n += 1;
     }
-    let read = reading.await.context("log reader panicked")??;
+    let read = records.finish().await?;
     // At least once: wait until the broker has confirmed every publish
     // before saying goodbye.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -428,7 +440,7 @@ fn native_message(
     space: &str,
     env: &Envelope,
     shift_ms: i64,
-) -> anyhow::Result<Option<(String, Vec<u8>, bool)>> {
+) -> anyhow::Result<(String, Vec<u8>, bool)> {
     let ts = |t: i64| WireTime::Millis(t + shift_ms);
     let e = &env.event;
     let topic = log::native_topic(space, e);
@@ -497,7 +509,7 @@ fn native_message(
         ),
         Event::IncidentClosed(_) => (Vec::new(), true),
     };
-    Ok(Some((topic, payload, retain)))
+    Ok((topic, payload, retain))
 }
 
 #[cfg(test)]
@@ -571,9 +583,7 @@ mod tests {
                 quality: None,
             }),
         };
-        let (topic, payload, retain) = native_message("drill-x", &env, 60_000)
-            .expect("encode")
-            .expect("a message");
+        let (topic, payload, retain) = native_message("drill-x", &env, 60_000).expect("encode");
         assert!(!retain);
         let decoded = ingest::Decoder::default()
             .decode(&topic, &payload, 1_060_000)

@@ -39,17 +39,6 @@ fn mission_log(addr: std::net::SocketAddr, space: &str) -> Vec<Value> {
     v["entries"].as_array().expect("entries").clone()
 }
 
-fn http_post(addr: std::net::SocketAddr, path: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    agent
-        .post(&format!("http://{addr}{path}"))
-        .send_empty()
-        .map_or(0, |r| r.status().as_u16())
-}
-
 /// Ids of the alerts raised by events (`A…`; the clock's `S…` are left
 /// out of the digest).
 fn event_alerts(snap: &Value) -> Vec<String> {

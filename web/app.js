@@ -142,8 +142,6 @@ const missionLog = {
   inflight: false,
   again: false,
   soonTimer: null,
-  loaded: false,
-  lastReset: null, // at_ms of the newest drill_reset seen
 };
 
 const root = document.documentElement;
@@ -1245,18 +1243,9 @@ function missionLogSoon() {
 }
 
 function takeMissionLog(entries) {
+  // (A reset drill needs nothing here: the server hands every client the
+  // empty picture as a fresh snapshot.)
   missionLog.entries = entries.filter((e) => e && typeof e.at_ms === 'number');
-  let reset = null;
-  for (const e of missionLog.entries) if (e.kind === 'drill_reset') reset = e.at_ms;
-  if (missionLog.loaded && reset !== null && reset !== missionLog.lastReset) {
-    // Someone reset this drill: what is held is gone on the server too.
-    conn.haveSnapshot = false;
-    updateState();
-    if (timeline.mode === 'live') sendSubscribe();
-    refreshHistory();
-  }
-  missionLog.lastReset = reset;
-  missionLog.loaded = true;
   renderMissionLog();
 }
 

@@ -140,7 +140,7 @@ pub fn decode_checked(
             Ok(envelopes) => {
                 let kinds: Vec<String> = envelopes
                     .iter()
-                    .map(|e| format!("{}:{}", event_kind(&e.event), e.event.entity_id()))
+                    .map(|e| format!("{}:{}", e.event.kind(), e.event.entity_id()))
                     .collect();
                 eprintln!("RM_FUZZ_TRACE {topic} accepted [{}]", kinds.join(", "));
             }
@@ -178,19 +178,6 @@ pub fn decode_checked(
         }
     }
     result
-}
-
-/// A short name for an event's kind.
-pub fn event_kind(event: &Event) -> &'static str {
-    match event {
-        Event::SensorMeta(_) => "sensor_meta",
-        Event::SensorObs(_) => "sensor_obs",
-        Event::UnitMeta(_) => "unit_meta",
-        Event::UnitPos(_) => "unit_pos",
-        Event::UnitStatus(_) => "unit_status",
-        Event::Incident(_) => "incident",
-        Event::IncidentClosed(_) => "incident_closed",
-    }
 }
 
 /// Whether `reason` is `snake_case`: `[a-z][a-z0-9]*(_[a-z0-9]+)*`.

@@ -163,15 +163,27 @@ pub fn start_server(extra: &[&str]) -> (Proc, SocketAddr, u16) {
     (proc, addr, mqtt_port)
 }
 
-/// DELETE `path` and return the status.
-pub fn http_delete(addr: SocketAddr, path: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client that hands back error statuses instead of failing.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
-    agent
+        .into()
+}
+
+/// DELETE `path` and return the status.
+pub fn http_delete(addr: SocketAddr, path: &str) -> u16 {
+    agent()
         .delete(&format!("http://{addr}{path}"))
         .call()
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// POST an empty body to `path` and return the status.
+pub fn http_post(addr: SocketAddr, path: &str) -> u16 {
+    agent()
+        .post(&format!("http://{addr}{path}"))
+        .send_empty()
         .map_or(0, |r| r.status().as_u16())
 }
 

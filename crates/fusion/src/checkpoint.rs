@@ -17,10 +17,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{Incident, OpenKey, Picture, PictureConfig, Sensor, Unit};
+use super::{
+    Incident, OpenKey, Picture, PictureConfig, Sensor, Unit, incident_area_key, incident_area_name,
+};
 use crate::EpochMs;
 use crate::areas::Presence;
-use crate::registry::{Registry, Slot};
+use crate::registry::Registry;
 use crate::store::Member;
 use crate::view::AlertView;
 
@@ -47,13 +49,6 @@ pub struct Checkpoint {
     clock_alerts: BTreeMap<u64, AlertView>,
     /// The picture's digest when it was taken, checked on restore.
     digest: String,
-}
-
-impl Checkpoint {
-    /// The digest of the picture it was taken from.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
 }
 
 /// Why a checkpoint could not be restored.
@@ -111,21 +106,11 @@ impl Picture {
         p.sensors = Registry::from_parts(cp.sensors.0, cp.sensors.1);
         p.units = Registry::from_parts(cp.units.0, cp.units.1);
         p.incidents = Registry::from_parts(cp.incidents.0, cp.incidents.1);
-        let sensors: Vec<_> = p
-            .sensors
-            .iter()
-            .map(|(slot, _, s)| (slot, s.contribution()))
-            .collect();
-        for (slot, c) in sensors {
-            p.cells.change(Member::Sensor(slot), None, c);
+        for (slot, _, s) in p.sensors.iter() {
+            p.cells.change(Member::Sensor(slot), None, s.contribution());
         }
-        let units: Vec<_> = p
-            .units
-            .iter()
-            .map(|(slot, _, u)| (slot, u.contribution()))
-            .collect();
-        for (slot, c) in units {
-            p.cells.change(Member::Unit(slot), None, c);
+        for (slot, _, u) in p.units.iter() {
+            p.cells.change(Member::Unit(slot), None, u.contribution());
         }
         let presences: Vec<Presence> = p
             .units
@@ -138,30 +123,22 @@ impl Picture {
         for pres in &presences {
             let _ = p.areas.unit_changed(None, Some(pres));
         }
-        let incidents: Vec<(Slot, Arc<str>, Incident)> = p
-            .incidents
-            .iter()
-            .map(|(slot, id, i)| (slot, id.clone(), i.clone()))
-            .collect();
-        for (slot, id, i) in incidents {
-            if let Some(require) = p.config.requirements.get(&i.view.keyword).cloned() {
-                let name = format!(
-                    "{} {}",
-                    i.view.keyword,
-                    i.view.title.as_deref().unwrap_or(&i.view.id)
-                );
+        for (slot, id, i) in p.incidents.iter() {
+            let v = &i.view;
+            if let Some(require) = p.config.requirements.get(&v.keyword) {
+                let name = incident_area_name(&v.keyword, v.title.as_deref(), &v.id);
                 p.areas.insert(
-                    &format!("incident:{id}"),
+                    &incident_area_key(id),
                     &name,
                     &i.cells,
-                    &require,
+                    require,
                     presences.iter(),
                 );
             }
             let c = i.contribution();
-            for cell in i.cells {
+            for cell in &i.cells {
                 p.cells
-                    .change(Member::Incident(slot), None, Some((cell, c)));
+                    .change(Member::Incident(slot), None, Some((*cell, c)));
             }
         }
         for (clocked, alerts) in [(false, &cp.alerts), (true, &cp.clock_alerts)] {

@@ -411,6 +411,16 @@ fn plausibility(
     (Quality::Ok, None)
 }
 
+/// The key of an incident's area among the areas that need units.
+pub(crate) fn incident_area_key(id: &str) -> String {
+    format!("incident:{id}")
+}
+
+/// The name a shortage alert gives an incident's area.
+pub(crate) fn incident_area_name(keyword: &str, title: Option<&str>, id: &str) -> String {
+    format!("{keyword} {}", title.unwrap_or(id))
+}
+
 /// "12 min ago" style age for alert texts.
 fn minutes_ago(ts: Option<EpochMs>, now_ms: EpochMs) -> String {
     match ts {
@@ -499,7 +509,7 @@ impl Picture {
 
     /// Applies one event at picture time `now_ms`.
     pub fn apply(&mut self, env: &Envelope, now_ms: EpochMs) -> Result<Outcome, Refusal> {
-        if let Some(ts) = event_time(&env.event) {
+        if let Some(ts) = env.event.ts_ms() {
             let ahead_ms = ts - now_ms;
             if ahead_ms > self.config.future_tolerance_ms {
                 return Err(Refusal::FromTheFuture {
@@ -528,7 +538,7 @@ impl Picture {
         match self.incidents.remove(id) {
             Some((slot, _, old)) => {
                 self.recover(slot, (&old.cells, Some(old.contribution())), (&[], None));
-                self.areas.remove(&format!("incident:{id}"));
+                self.areas.remove(&incident_area_key(id));
                 self.pending.incidents.insert(id.to_owned());
                 true
             }
@@ -1136,7 +1146,7 @@ impl Picture {
             .get(&i.id)
             .map(|o| (o.cells.clone(), Some(o.contribution())))
             .unwrap_or_default();
-        let key = format!("incident:{}", i.id);
+        let key = incident_area_key(&i.id);
         match self.config.requirements.get(&i.keyword).cloned() {
             Some(require) => {
                 let units: Vec<Presence> = self
@@ -1144,7 +1154,7 @@ impl Picture {
                     .iter()
                     .filter_map(|(_, id, _)| self.presence_always(id))
                     .collect();
-                let name = format!("{} {}", i.keyword, i.title.as_deref().unwrap_or(&i.id));
+                let name = incident_area_name(&i.keyword, i.title.as_deref(), &i.id);
                 self.areas
                     .insert(&key, &name, &cells, &require, units.iter());
             }
@@ -1670,16 +1680,6 @@ impl Picture {
             self.incidents.len(),
             self.cells.len(),
         )
-    }
-}
-
-fn event_time(e: &Event) -> Option<EpochMs> {
-    match e {
-        Event::SensorObs(o) => Some(o.ts_ms),
-        Event::UnitPos(p) => Some(p.ts_ms),
-        Event::UnitStatus(s) => Some(s.ts_ms),
-        Event::Incident(i) => Some(i.ts_ms),
-        Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
     }
 }
 

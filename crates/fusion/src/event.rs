@@ -42,6 +42,31 @@ pub enum Event {
 }
 
 impl Event {
+    /// Its kind: the `event` tag of its JSON form (`sensor_obs`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SensorMeta(_) => "sensor_meta",
+            Event::SensorObs(_) => "sensor_obs",
+            Event::UnitMeta(_) => "unit_meta",
+            Event::UnitPos(_) => "unit_pos",
+            Event::UnitStatus(_) => "unit_status",
+            Event::Incident(_) => "incident",
+            Event::IncidentClosed(_) => "incident_closed",
+        }
+    }
+
+    /// Its event time, where it has one (descriptions and closings have
+    /// none).
+    pub fn ts_ms(&self) -> Option<EpochMs> {
+        match self {
+            Event::SensorObs(o) => Some(o.ts_ms),
+            Event::UnitPos(p) => Some(p.ts_ms),
+            Event::UnitStatus(s) => Some(s.ts_ms),
+            Event::Incident(i) => Some(i.ts_ms),
+            Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
+        }
+    }
+
     /// The id of the entity the event is about.
     pub fn entity_id(&self) -> &str {
         match self {

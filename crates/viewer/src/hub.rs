@@ -131,6 +131,16 @@ pub enum HubError {
     Busy(String),
 }
 
+/// Refuses a name that is not `live` or `drill-<name>`, quoting (the
+/// start of) it.
+fn check_space(space: &str) -> Result<(), HubError> {
+    if fusion::space::is_valid_space(space) {
+        Ok(())
+    } else {
+        Err(HubError::InvalidSpace(space.chars().take(40).collect()))
+    }
+}
+
 /// Space listing entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpaceInfo {
@@ -198,9 +208,7 @@ impl Hub {
 
     /// The handle of `space`, creating the space if it is new.
     pub async fn open(&self, space: &str) -> Result<SpaceHandle, HubError> {
-        if !fusion::space::is_valid_space(space) {
-            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
-        }
+        check_space(space)?;
         if let Some(h) = self.get(space) {
             return Ok(h);
         }
@@ -217,9 +225,7 @@ impl Hub {
         space: &str,
         viewport: Viewport,
     ) -> Result<SnapshotReply, HubError> {
-        if !fusion::space::is_valid_space(space) {
-            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
-        }
+        check_space(space)?;
         self.ask(|reply| Request::Snapshot {
             space: space.to_owned(),
             viewport,
@@ -236,9 +242,7 @@ impl Hub {
         at_ms: i64,
         viewport: Viewport,
     ) -> Result<SnapshotReply, HubError> {
-        if !fusion::space::is_valid_space(space) {
-            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
-        }
+        check_space(space)?;
         self.ask(|reply| Request::History {
             space: space.to_owned(),
             at_ms,
@@ -265,9 +269,7 @@ impl Hub {
 
     /// (first record, now) of `space`'s event log.
     pub async fn history_range(&self, space: &str) -> Result<(i64, i64), HubError> {
-        if !fusion::space::is_valid_space(space) {
-            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
-        }
+        check_space(space)?;
         self.ask(|reply| Request::HistoryRange {
             space: space.to_owned(),
             reply,
@@ -278,9 +280,7 @@ impl Hub {
 
     /// Resets a drill space to an empty picture.
     pub async fn reset(&self, space: &str) -> Result<(), HubError> {
-        if !fusion::space::is_valid_space(space) {
-            return Err(HubError::InvalidSpace(space.chars().take(40).collect()));
-        }
+        check_space(space)?;
         if !fusion::space::is_drill(space) {
             return Err(HubError::Refused(format!(
                 "{space:?} is not a drill space: only drills can be reset"

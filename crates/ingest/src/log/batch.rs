@@ -18,7 +18,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fusion::{Envelope, Event, SensorObs, UnitPos, UnitStatus};
 
 use super::LogError;
-use super::record::{OpRecord, Record, event_kind, event_ms, native_topic};
+use super::record::{OpRecord, Record, native_topic};
 
 /// Column names, in schema order.
 pub mod col {
@@ -164,9 +164,9 @@ impl Builders {
         match r {
             Record::Event(env) => {
                 let e = &env.event;
-                self.event_at.append_option(event_ms(e));
+                self.event_at.append_option(e.ts_ms());
                 self.topic.append_value(native_topic(&env.space, e));
-                self.kind.append_value(event_kind(e));
+                self.kind.append_value(e.kind());
                 self.entity.append_value(e.entity_id());
                 self.actor.append_null();
                 match e {
@@ -374,10 +374,10 @@ fn record_at(c: &Columns<'_>, i: usize) -> Result<Record, LogError> {
         _ => {
             let payload = required(opt_str(c.payload, i), "payload", i)?;
             let event: Event = serde_json::from_str(payload)?;
-            if event_kind(&event) != kind {
+            if event.kind() != kind {
                 return Err(LogError::Format(format!(
                     "row {i}: kind {kind:?} but payload of kind {:?}",
-                    event_kind(&event)
+                    event.kind()
                 )));
             }
             event

@@ -15,6 +15,7 @@ use fusion::{Checkpoint, EpochMs};
 use serde::{Deserialize, Serialize};
 
 use super::LogError;
+use super::read::numbered_files;
 
 /// One checkpoint file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,29 +59,14 @@ pub struct CheckpointInfo {
 
 /// The checkpoints in `space_dir`, oldest first.
 pub fn checkpoints(space_dir: &Path) -> Result<Vec<CheckpointInfo>, LogError> {
-    let mut found = Vec::new();
-    let entries = match fs::read_dir(space_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let parsed = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("checkpoint-"))
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(i, t)| Some((i.parse::<u64>().ok()?, t.parse::<EpochMs>().ok()?)));
-        if let Some((segment, at_ms)) = parsed {
-            found.push(CheckpointInfo {
-                segment,
-                at_ms,
-                path,
-            });
-        }
-    }
+    let mut found: Vec<CheckpointInfo> = numbered_files(space_dir, "checkpoint-", ".json")?
+        .into_iter()
+        .map(|(segment, at_ms, path)| CheckpointInfo {
+            segment,
+            at_ms,
+            path,
+        })
+        .collect();
     found.sort();
     Ok(found)
 }

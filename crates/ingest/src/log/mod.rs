@@ -28,7 +28,7 @@ pub use mission::{MISSION_LOG_FILE, MissionLog};
 pub use read::{
     Damage, ReadReport, SegmentInfo, Window, export, read_space, read_space_from, segments, spaces,
 };
-pub use record::{AlertAbout, Op, OpRecord, Record, Removed, event_kind, event_ms, native_topic};
+pub use record::{AlertAbout, Op, OpRecord, Record, Removed, native_topic};
 pub use write::{EventLog, LogConfig};
 
 use thiserror::Error;

@@ -26,34 +26,48 @@ pub struct SegmentInfo {
     pub start_ms: EpochMs,
 }
 
-/// The segments of one space's folder, in order.
-pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>, LogError> {
+/// The entries of `dir`; none when it does not exist (yet).
+fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>, LogError> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(e.collect::<Result<_, _>>()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Files in `dir` named as the log names them, `<prefix><index>-<ms><suffix>`
+/// (segments, checkpoints): (index, ms, path), unsorted; others left out.
+pub(super) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(u64, EpochMs, PathBuf)>, LogError> {
     let mut found = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let Some(stem) = path
+    for entry in entries(dir)? {
+        let path = entry.path();
+        let parsed = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".arrows"))
-        else {
-            continue;
-        };
-        let Some((index, start)) = stem.split_once('-') else {
-            continue;
-        };
-        if let (Ok(index), Ok(start_ms)) = (index.parse(), start.parse()) {
-            found.push(SegmentInfo {
-                path,
-                index,
-                start_ms,
-            });
+            .and_then(|n| n.strip_prefix(prefix)?.strip_suffix(suffix))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(i, t)| Some((i.parse::<u64>().ok()?, t.parse::<EpochMs>().ok()?)));
+        if let Some((index, ms)) = parsed {
+            found.push((index, ms, path));
         }
     }
+    Ok(found)
+}
+
+/// The segments of one space's folder, in order.
+pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>, LogError> {
+    let mut found: Vec<SegmentInfo> = numbered_files(dir, "", ".arrows")?
+        .into_iter()
+        .map(|(index, start_ms, path)| SegmentInfo {
+            path,
+            index,
+            start_ms,
+        })
+        .collect();
     found.sort_by_key(|s| s.index);
     Ok(found)
 }
@@ -61,13 +75,7 @@ pub fn segments(dir: &Path) -> Result<Vec<SegmentInfo>, LogError> {
 /// The spaces that have a log under `root`.
 pub fn spaces(root: &Path) -> Result<Vec<String>, LogError> {
     let mut names = Vec::new();
-    let entries = match fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let entry = entry?;
+    for entry in entries(root)? {
         if let Some(name) = entry.file_name().to_str()
             && entry.file_type()?.is_dir()
             && fusion::space::is_valid_space(name)

@@ -144,30 +144,6 @@ impl Record {
     }
 }
 
-/// The `kind` column of an event: its tag in fusion's JSON form.
-pub fn event_kind(e: &Event) -> &'static str {
-    match e {
-        Event::SensorMeta(_) => "sensor_meta",
-        Event::SensorObs(_) => "sensor_obs",
-        Event::UnitMeta(_) => "unit_meta",
-        Event::UnitPos(_) => "unit_pos",
-        Event::UnitStatus(_) => "unit_status",
-        Event::Incident(_) => "incident",
-        Event::IncidentClosed(_) => "incident_closed",
-    }
-}
-
-/// The event time of an event, where it has one.
-pub fn event_ms(e: &Event) -> Option<EpochMs> {
-    match e {
-        Event::SensorObs(o) => Some(o.ts_ms),
-        Event::UnitPos(p) => Some(p.ts_ms),
-        Event::UnitStatus(s) => Some(s.ts_ms),
-        Event::Incident(i) => Some(i.ts_ms),
-        Event::SensorMeta(_) | Event::UnitMeta(_) | Event::IncidentClosed(_) => None,
-    }
-}
-
 /// The native-contract topic (DESIGN §3) an event maps to, whatever
 /// format it arrived in.
 pub fn native_topic(space: &str, e: &Event) -> String {
