@@ -34,7 +34,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 
-all_targets="native_obs native_incident senml cot cap sensorthings any_topic"
+all_targets="native_obs native_incident senml cot cap sensorthings any_topic ws_message config"
 read -r -a targets <<<"${FUZZ_TARGETS:-$all_targets}"
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 sanitizer=${FUZZ_SANITIZER:-none}

@@ -46,6 +46,10 @@ pub struct Config {
     pub formats: FormatsConfig,
     /// The event log.
     pub log: LogSection,
+    /// Access tokens, public spaces, allowed web origins.
+    pub auth: viewer::auth::AuthConfig,
+    /// What clients may cost.
+    pub limits: viewer::limits::LimitsConfig,
 }
 
 /// `[log]`: the event log (Arrow IPC segments, one folder per space).
@@ -63,7 +67,14 @@ pub struct LogSection {
     /// disk round trip per batch). Without it a batch is in the operating
     /// system's hands, which survives the process being killed.
     pub fsync: bool,
+    /// Segments that ended longer ago than this are deleted (at the next
+    /// rotation, and only up to a checkpoint), milliseconds; 0 keeps
+    /// everything. The log holds vehicle positions and call signs.
+    pub retention_ms: i64,
 }
+
+/// Default retention of the event log: 30 days.
+pub const DEFAULT_LOG_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 
 impl Default for LogSection {
     fn default() -> Self {
@@ -73,6 +84,7 @@ impl Default for LogSection {
             segment_bytes: d.segment_bytes,
             segment_ms: d.segment_ms,
             fsync: d.fsync,
+            retention_ms: DEFAULT_LOG_RETENTION_MS,
         }
     }
 }
@@ -129,6 +141,12 @@ pub struct MqttConfig {
     /// MQTT 5 shared-subscription group: several servers with the same
     /// group share the messages (each message goes to one of them).
     pub share_group: Option<String>,
+    /// For `mqtts://`: trust the CA certificates (PEM) in this file instead
+    /// of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Users of the embedded broker (name = password). Empty: anonymous,
+    /// and the embedded broker may only listen on loopback.
+    pub embedded_users: BTreeMap<String, String>,
 }
 
 impl Default for MqttConfig {
@@ -141,6 +159,8 @@ impl Default for MqttConfig {
             future_tolerance_ms: 30_000,
             version: 4,
             share_group: None,
+            ca_file: None,
+            embedded_users: BTreeMap::new(),
         }
     }
 }
@@ -164,6 +184,9 @@ pub struct FusionConfig {
     /// How long an entity that stopped reporting stays in the picture,
     /// marked lost, before it is removed, milliseconds.
     pub retention_ms: i64,
+    /// Most units, sensors and incidents held together; new ids beyond
+    /// are refused with a `capacity` alert.
+    pub max_entities: usize,
 }
 
 impl Default for FusionConfig {
@@ -175,6 +198,7 @@ impl Default for FusionConfig {
             silent_after_ms: 10 * 60_000,
             max_incident_cells: 200_000,
             retention_ms: 6 * 3_600_000,
+            max_entities: 1_000_000,
         }
     }
 }
@@ -207,10 +231,23 @@ impl Config {
         if config.log.segment_ms < 1_000 {
             bail!("log.segment_ms must be at least 1000");
         }
+        if config.log.retention_ms < 0 {
+            bail!("log.retention_ms must be 0 (keep everything) or more");
+        }
+        for (user, password) in &config.mqtt.embedded_users {
+            if user.is_empty() || password.len() < 8 || user.len() > 64 || password.len() > 64 {
+                bail!("mqtt.embedded_users.{user}: names of 1-64 characters, passwords of 8-64");
+            }
+        }
+        if config.fusion.max_entities == 0 {
+            bail!("fusion.max_entities must be at least 1");
+        }
         if config.mqtt.queue == 0 {
             bail!("mqtt.queue must be at least 1");
         }
         config.formats()?;
+        viewer::auth::Auth::new(&config.auth).map_err(|e| anyhow::anyhow!(e))?;
+        config.limits.check().map_err(|e| anyhow::anyhow!(e))?;
         if !matches!(config.mqtt.version, 4 | 5) {
             bail!("mqtt.version must be 4 (MQTT 3.1.1) or 5");
         }
@@ -288,6 +325,7 @@ impl Config {
             silent_after_ms: self.fusion.silent_after_ms,
             max_incident_cells: self.fusion.max_incident_cells,
             retention_ms: self.fusion.retention_ms,
+            max_entities: self.fusion.max_entities,
             resolutions,
             future_tolerance_ms: self.mqtt.future_tolerance_ms,
             unit_ttl_ms: self.fusion.unit_ttl_ms,
@@ -312,6 +350,11 @@ mod tests {
         assert_eq!(c.fusion.tick_ms, 50);
         assert_eq!(c.log.segment_ms, 3_600_000);
         assert!(c.log.dir.is_none(), "no log unless asked for");
+        assert_eq!(c.log.retention_ms, DEFAULT_LOG_RETENTION_MS);
+        assert!(c.auth.tokens.is_empty(), "the example configures no token");
+        assert_eq!(c.limits.ws_clients_per_ip, 64);
+        assert_eq!(c.fusion.max_entities, 1_000_000);
+        assert!(c.mqtt.embedded_users.is_empty());
         assert_eq!(c.sectors.len(), 1);
         assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);
         let f = c.formats().expect("formats");
@@ -342,6 +385,17 @@ mod tests {
         let bad_sector = "[[sectors]]\nid = \"x\"\nname = \"X\"\nrequire = [\"HLF\"]\ngeometry = { type = \"Circle\", coordinates = [1, 2] }\n";
         let err = Config::parse(bad_sector).expect_err("uncoverable sector");
         assert!(format!("{err:#}").contains("sector \"x\""), "{err:#}");
+        for bad in [
+            "[log]\nretention_ms = -1\n",
+            "[limits]\nws_clients = 0\n",
+            "[fusion]\nmax_entities = 0\n",
+            "[[auth.tokens]]\nname = \"a\"\nrole = \"boss\"\nsha256 = \"00\"\n",
+            "[[auth.tokens]]\nname = \"a\"\nrole = \"field\"\nsha256 = \"00\"\n",
+            "[auth]\npublic_spaces = [\"everything\"]\n",
+            "[mqtt.embedded_users]\ngw = \"short\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
         let c = Config::parse("").expect("empty is all defaults");
         assert_eq!(c.http.listen.to_string(), DEFAULT_HTTP);
     }

@@ -60,6 +60,9 @@ pub struct DriverConfig {
     pub picture: PictureConfig,
     /// What "now" is.
     pub clock: Clock,
+    /// Event log segments older than this are deleted at rotation, ms;
+    /// 0 keeps everything.
+    pub retention_ms: i64,
 }
 
 /// What a replay hands the owner task, in order.
@@ -152,6 +155,8 @@ pub struct Driver {
     records: Vec<Record>,
     /// Permits for rebuilding pictures of the past.
     history_slots: Arc<Semaphore>,
+    /// Decodes operators' reports over HTTP (the broker's decoder).
+    decoder: Option<ingest::Decoder>,
 }
 
 impl Driver {
@@ -167,9 +172,16 @@ impl Driver {
             recovering: false,
             records: Vec::with_capacity(BATCH),
             history_slots: Arc::new(Semaphore::new(HISTORY_AT_ONCE)),
+            decoder: None,
         };
         d.open(fusion::space::LIVE);
         d
+    }
+
+    /// Takes operators' reports (incidents over HTTP) through `decoder`.
+    pub fn with_decoder(mut self, decoder: ingest::Decoder) -> Driver {
+        self.decoder = Some(decoder);
+        self
     }
 
     /// Writes every event and action to `log` before applying it.
@@ -267,7 +279,7 @@ impl Driver {
 
     /// Applies one event; the picture's clock is its receive time, so a
     /// recovered or replayed picture sees exactly what this one saw.
-    fn apply(&mut self, env: &Envelope) {
+    fn apply(&mut self, env: &Envelope) -> Result<Outcome, fusion::Refusal> {
         let space = self.open(&env.space);
         if !space.begun {
             space.begun = true;
@@ -280,10 +292,11 @@ impl Driver {
                 env.received_ms,
             )]);
         }
-        match space.picture.apply(env, env.received_ms) {
+        let result = space.picture.apply(env, env.received_ms);
+        match &result {
             Ok(outcome) => {
                 let c = &self.counters;
-                match outcome {
+                match *outcome {
                     Outcome::Applied => c.applied.increment(1),
                     Outcome::Gap(missed) => {
                         c.gaps.increment(1);
@@ -300,6 +313,44 @@ impl Driver {
                 warn!(space = %env.space, entity = env.event.entity_id(), %refusal, "event refused by fusion");
             }
         }
+        result
+    }
+
+    /// An operator's report in the MQTT contract: decoded like a message
+    /// from the broker, logged, applied; the refusal, if any, is answered.
+    fn submit(
+        &mut self,
+        space: &str,
+        topic: &str,
+        payload: &[u8],
+        actor: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(decoder) = self.decoder.clone() else {
+            return Err("this server takes no reports over HTTP".into());
+        };
+        let now = self.config.clock.now();
+        let decoded = decoder
+            .decode(topic, payload, now)
+            .map_err(|e| format!("refused: {e}"))?;
+        let envelopes: Vec<Envelope> = decoded.into_iter().filter(|e| e.space == space).collect();
+        if envelopes.is_empty() {
+            return Err("the report holds no event for this space".into());
+        }
+        if self.log.is_some() {
+            let records: Vec<Record> = envelopes.iter().cloned().map(Record::Event).collect();
+            if let Err(e) = self.append_logged(space, &records, now_ms()) {
+                metrics::counter!("rm_log_write_errors_total").increment(1);
+                error!(error = %e, space, "cannot write an operator's report to the event log");
+            }
+        }
+        let mut refused = None;
+        for env in &envelopes {
+            if let Err(r) = self.apply(env) {
+                refused.get_or_insert(r.to_string());
+            }
+        }
+        info!(space, topic, actor, "operator report applied");
+        refused.map_or(Ok(()), Err)
     }
 
     /// The mission log of `space`: its file with a data folder.
@@ -341,7 +392,7 @@ impl Driver {
         let n = batch.len() as u64;
         if self.log.is_none() {
             for env in batch.drain(..) {
-                self.apply(&env);
+                let _ = self.apply(&env);
             }
             self.logged.send_modify(|c| *c += n);
             return;
@@ -357,7 +408,7 @@ impl Driver {
             }
             for r in run {
                 if let Record::Event(env) = r {
-                    self.apply(env);
+                    let _ = self.apply(env);
                 }
             }
         }
@@ -368,7 +419,7 @@ impl Driver {
 
     /// Empties a drill space's picture; its log and mission log are moved
     /// aside (kept for the after-action review) and begin afresh.
-    fn reset(&mut self, space: &str) -> Result<(), String> {
+    fn reset(&mut self, space: &str, actor: Option<&str>) -> Result<(), String> {
         if !fusion::space::is_drill(space) {
             return Err(format!("{space:?} is not a drill space"));
         }
@@ -410,7 +461,7 @@ impl Driver {
         s.enter(vec![Journal::action(
             "drill_reset",
             Some(space),
-            None,
+            actor,
             format!("EXERCISE {space} reset: the picture starts empty"),
             now,
         )]);
@@ -419,7 +470,7 @@ impl Driver {
     }
 
     /// Logs an operator's action that changed a picture.
-    fn log_op(&mut self, space: &str, op: Op) {
+    fn log_op(&mut self, space: &str, op: Op, actor: Option<&str>) {
         if self.log.is_none() {
             return;
         }
@@ -427,7 +478,7 @@ impl Driver {
         let record = Record::Op(OpRecord {
             space: space.to_owned(),
             at_ms: now,
-            actor: None,
+            actor: actor.map(str::to_owned),
             op,
         });
         if let Err(e) = self.append_logged(space, std::slice::from_ref(&record), now) {
@@ -452,6 +503,23 @@ impl Driver {
             if let Err(e) = write_checkpoint(&dir, &s.picture, segment, now) {
                 metrics::counter!("rm_log_write_errors_total").increment(1);
                 error!(error = %e, space, "cannot write a checkpoint: recovery will replay more of the log");
+            } else if self.config.retention_ms > 0 {
+                match log::prune(&dir, now - self.config.retention_ms) {
+                    Ok(p) if p.segments > 0 => {
+                        metrics::counter!("rm_log_pruned_segments_total")
+                            .increment(p.segments as u64);
+                        info!(
+                            space,
+                            segments = p.segments,
+                            checkpoints = p.checkpoints,
+                            "event log: segments past their retention deleted"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        error!(error = %e, space, "cannot delete event log segments past their retention")
+                    }
+                }
             }
         }
         log.append(space, run, now)?;
@@ -496,6 +564,7 @@ impl Driver {
                 space,
                 kind,
                 id,
+                actor,
                 reply,
             } => {
                 let result = match self.spaces.get_mut(&space) {
@@ -509,6 +578,7 @@ impl Driver {
                             entity: kind.into(),
                             id: id.clone(),
                         },
+                        actor.as_deref(),
                     );
                     let now = self.config.clock.now();
                     let what = match kind {
@@ -519,7 +589,7 @@ impl Driver {
                         s.enter(vec![Journal::action(
                             "removed",
                             Some(&id),
-                            None,
+                            actor.as_deref(),
                             format!("{what} {id} removed from the picture by an operator"),
                             now,
                         )]);
@@ -530,6 +600,7 @@ impl Driver {
             Request::Ack {
                 space,
                 alert,
+                actor,
                 reply,
             } => {
                 // A clock alert's id depends on tick times the log does not
@@ -557,10 +628,11 @@ impl Driver {
                             alert: alert.clone(),
                             about,
                         },
+                        actor.as_deref(),
                     );
                     let now = self.config.clock.now();
                     if let Some(s) = self.spaces.get_mut(&space) {
-                        let entry = s.journal.acked(&alert, None, now);
+                        let entry = s.journal.acked(&alert, actor.as_deref(), now);
                         s.enter(vec![entry]);
                     }
                 }
@@ -592,8 +664,21 @@ impl Driver {
                     );
                 });
             }
-            Request::Reset { space, reply } => {
-                let _ = reply.send(self.reset(&space));
+            Request::Reset {
+                space,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.reset(&space, actor.as_deref()));
+            }
+            Request::Submit {
+                space,
+                topic,
+                payload,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.submit(&space, &topic, &payload, actor.as_deref()));
             }
             Request::History {
                 space,
@@ -893,6 +978,7 @@ mod recovery_tests {
                 ring: 8,
                 picture,
                 clock: Clock::Wall,
+                retention_ms: 0,
             },
             Hub::new(tx),
         )
@@ -1047,6 +1133,7 @@ mod recovery_tests {
             d.request(Request::Ack {
                 space: "live".into(),
                 alert: b_alert,
+                actor: Some("leitstelle".into()),
                 reply,
             });
             rx.await.expect("answered").expect("acknowledged");

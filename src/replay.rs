@@ -309,6 +309,7 @@ async fn in_process(
             ring: config.http.ws_ring,
             picture: config.picture()?,
             clock: Clock::Log(clock),
+            retention_ms: 0,
         },
         hub.clone(),
     );
@@ -328,15 +329,15 @@ async fn in_process(
         stopped(stop_rx.clone()),
     ));
     hub.open(&a.space).await?;
+    // No tokens here: loopback only, as for an open server.
+    crate::server::check_protected_mode(a.http, &viewer::auth::Auth::default())?;
     let listener = tokio::net::TcpListener::bind(a.http)
         .await
         .with_context(|| format!("cannot listen on {}", a.http))?;
     let http = listener.local_addr()?;
-    let app = viewer::app(AppState {
-        hub: hub.clone(),
-        metrics: None,
-        ready: Arc::new(|| true),
-    });
+    let mut state = AppState::new(hub.clone(), None, Arc::new(|| true));
+    state.closing = stop_rx.clone();
+    let app = viewer::app(state);
     tokio::spawn(viewer::run(listener, app, stopped(stop_rx)));
     println!(
         "RESCUE MATE replay: open http://{http}/?space={} (EXERCISE, from {:?})",

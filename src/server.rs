@@ -48,12 +48,15 @@ pub async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Refuses a non-loopback HTTP address while no access tokens exist
 /// (protected mode, DESIGN §8).
-fn check_protected_mode(addr: SocketAddr) -> anyhow::Result<()> {
-    if !addr.ip().is_loopback() {
+pub(crate) fn check_protected_mode(
+    addr: SocketAddr,
+    auth: &viewer::auth::Auth,
+) -> anyhow::Result<()> {
+    if auth.is_open() && !addr.ip().is_loopback() {
         bail!(
             "refusing to listen on {addr}: no access tokens are configured, so the server \
-             only listens on loopback (protected mode). Use --http 127.0.0.1:PORT, or put a \
-             reverse proxy with authentication in front of it"
+             only listens on loopback (protected mode). Configure [[auth.tokens]], use --http \
+             127.0.0.1:PORT, or put a reverse proxy with authentication in front of it"
         );
     }
     Ok(())
@@ -79,37 +82,72 @@ pub async fn start(
     http: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
-    check_protected_mode(http)?;
+    let auth = Arc::new(
+        viewer::auth::Auth::new(&config.auth)
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("invalid [auth]")?,
+    );
+    check_protected_mode(http, &auth)?;
     let metrics = metrics_recorder();
 
     let url = match broker {
         BrokerChoice::Embedded(addr) => {
-            let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start(addr))
-                .await
-                .context("embedded broker start-up panicked")?
-                .context("cannot start the embedded MQTT broker")?;
-            b.url()
+            let users = config.mqtt.embedded_users.clone();
+            if users.is_empty() && !addr.ip().is_loopback() {
+                bail!(
+                    "refusing to run the embedded MQTT broker on {addr} without users: anyone on \
+                     the network could publish into the picture. Configure [mqtt.embedded_users] \
+                     or keep it on loopback"
+                );
+            }
+            let b =
+                tokio::task::spawn_blocking(move || EmbeddedBroker::start_with_users(addr, &users))
+                    .await
+                    .context("embedded broker start-up panicked")?
+                    .context("cannot start the embedded MQTT broker")?;
+            b.own_url()
         }
         BrokerChoice::External(url) => url,
     };
-    let opts = ingest::mqtt_options(&url, &config.mqtt.client_id)?;
+    let tls = match &config.mqtt.ca_file {
+        Some(ca) if url.starts_with("mqtts://") || url.starts_with("ssl://") => {
+            Some(ingest::mqtt::tls_transport(ca)?)
+        }
+        Some(_) => bail!("mqtt.ca_file is set, but the broker URL is not mqtts://"),
+        None => None,
+    };
+    let mut opts = ingest::mqtt_options(&url, &config.mqtt.client_id)?;
+    if let Some(t) = &tls {
+        opts.set_transport(t.clone());
+    }
     let broker_url = {
         let (host, port) = opts.broker_address();
-        format!("mqtt://{host}:{port}")
+        let scheme = if url.starts_with("mqtts://") || url.starts_with("ssl://") {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
+        format!("{scheme}://{host}:{port}")
     };
 
     let (event_tx, event_rx) = mpsc::channel(config.mqtt.queue);
     let (request_tx, request_rx) = mpsc::channel(256);
     let hub = Hub::new(request_tx);
+    let decoder = ingest::Decoder {
+        future_tolerance_ms: config.mqtt.future_tolerance_ms,
+        formats: Arc::new(config.formats()?),
+    };
     let mut driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
             ring: config.http.ws_ring,
             picture: config.picture()?,
             clock: Clock::Wall,
+            retention_ms: config.log.retention_ms,
         },
         hub.clone(),
-    );
+    )
+    .with_decoder(decoder.clone());
     let logged = match config.log.writer() {
         Some(log_config) => {
             let dir = log_config.dir.clone();
@@ -150,14 +188,17 @@ pub async fn start(
         tokio::spawn(driver.run(event_rx, request_rx, None, stopped(shutdown.clone())));
 
     let link = Arc::new(LinkStatus::default());
-    let mut ingest_config = IngestConfig::new(ingest::Decoder {
-        future_tolerance_ms: config.mqtt.future_tolerance_ms,
-        formats: Arc::new(config.formats()?),
-    });
+    let mut ingest_config = IngestConfig::new(decoder);
     ingest_config.share_group = config.mqtt.share_group.clone();
     ingest_config.logged = logged;
     let session: Session = match config.mqtt.version {
-        5 => ingest::mqtt::mqtt5_options(&url, &config.mqtt.client_id)?.into(),
+        5 => {
+            let mut o5 = ingest::mqtt::mqtt5_options(&url, &config.mqtt.client_id)?;
+            if let Some(t) = tls {
+                o5.set_transport(t);
+            }
+            o5.into()
+        }
         _ => opts.into(),
     };
     let ingest_task = tokio::spawn(ingest::mqtt::run(
@@ -173,11 +214,11 @@ pub async fn start(
         .with_context(|| format!("cannot listen on {http}"))?;
     let http = listener.local_addr()?;
     let ready = Arc::clone(&link);
-    let app = viewer::app(AppState {
-        hub,
-        metrics,
-        ready: Arc::new(move || ready.is_ready()),
-    });
+    let mut state = AppState::new(hub, metrics, Arc::new(move || ready.is_ready()));
+    state.auth = auth;
+    state.gate = viewer::limits::Gate::new(config.limits.clone());
+    state.closing = shutdown.clone();
+    let app = viewer::app(state);
     info!(%http, broker = %broker_url, "RESCUE MATE server listening");
     let http_shutdown = stopped(shutdown);
     let done = tokio::spawn(async move {
@@ -201,10 +242,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn protected_mode_refuses_public_addresses() {
-        assert!(check_protected_mode("127.0.0.1:8080".parse().expect("addr")).is_ok());
-        assert!(check_protected_mode("[::1]:8080".parse().expect("addr")).is_ok());
-        let err = check_protected_mode("0.0.0.0:8080".parse().expect("addr")).expect_err("public");
+    fn protected_mode_refuses_public_addresses_until_tokens_exist() {
+        let open = viewer::auth::Auth::default();
+        let check = |a: &str, auth| check_protected_mode(a.parse().expect("addr"), auth);
+        assert!(check("127.0.0.1:8080", &open).is_ok());
+        assert!(check("[::1]:8080", &open).is_ok());
+        let err = check("0.0.0.0:8080", &open).expect_err("public");
         assert!(err.to_string().contains("protected mode"));
+        let tokens = viewer::auth::Auth::new(&viewer::auth::AuthConfig {
+            tokens: vec![viewer::auth::TokenSpec {
+                name: "leitstelle".into(),
+                role: viewer::auth::Role::Control,
+                sha256: "00".repeat(32),
+                area: None,
+            }],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert!(
+            check("0.0.0.0:8080", &tokens).is_ok(),
+            "tokens: any address"
+        );
     }
 }

@@ -76,6 +76,10 @@ pub struct PictureConfig {
     pub requirements: BTreeMap<String, Vec<String>>,
     /// How positions from several sources are weighed, and who they are.
     pub sources: SourceConfig,
+    /// Most units, sensors and incidents the picture holds together: an
+    /// event about a new id beyond it is refused and raises a `capacity`
+    /// alert (a flood of invented ids must not take the memory).
+    pub max_entities: usize,
 }
 
 impl PictureConfig {
@@ -116,6 +120,7 @@ impl Default for PictureConfig {
             sectors: Vec::new(),
             requirements: BTreeMap::new(),
             sources: SourceConfig::default(),
+            max_entities: 1_000_000,
         }
     }
 }
@@ -140,6 +145,11 @@ pub enum Refusal {
     /// A radio status from a source that may not set it.
     #[error("radio status from source {0:?}, which may not set it (status sources are configured)")]
     StatusNotAuthoritative(String),
+    /// A new entity while the picture holds its configured most.
+    #[error(
+        "the picture holds its limit of {0} entities (fusion.max_entities): new ids are refused"
+    )]
+    Capacity(usize),
 }
 
 impl Refusal {
@@ -151,6 +161,7 @@ impl Refusal {
             Refusal::Area(CoverError::TooLarge { .. }) => "incident_area_too_large",
             Refusal::Area(CoverError::Geometry(_)) => "bad_geometry",
             Refusal::StatusNotAuthoritative(_) => "status_not_authoritative",
+            Refusal::Capacity(_) => "entity_cap",
         }
     }
 }
@@ -518,6 +529,7 @@ impl Picture {
                 });
             }
         }
+        self.check_capacity(&env.event)?;
         match &env.event {
             Event::SensorMeta(m) => self.sensor_meta(m),
             Event::SensorObs(o) => self.sensor_obs(o),
@@ -531,6 +543,41 @@ impl Picture {
                 Outcome::Duplicate
             }),
         }
+    }
+
+    /// Refuses an event that would add an entity beyond `max_entities`,
+    /// raising one `capacity` alert (until it is acknowledged).
+    fn check_capacity(&mut self, event: &Event) -> Result<(), Refusal> {
+        let held = self.units.len() + self.sensors.len() + self.incidents.len();
+        if held < self.config.max_entities {
+            return Ok(());
+        }
+        let id = event.entity_id();
+        let known = match event {
+            Event::SensorMeta(_) | Event::SensorObs(_) => self.sensors.slot_of(id).is_some(),
+            Event::UnitMeta(_) | Event::UnitPos(_) | Event::UnitStatus(_) => {
+                self.units.slot_of(id).is_some()
+            }
+            Event::Incident(_) => self.incidents.slot_of(id).is_some(),
+            Event::IncidentClosed(_) => true,
+        };
+        if known {
+            return Ok(());
+        }
+        let cap = self.config.max_entities;
+        let message = format!(
+            "Picture full: {cap} entities held, new ids are refused (first refused: {id}). \
+             A flood of unknown sources? Raise fusion.max_entities if it is real."
+        );
+        self.raise(
+            "capacity",
+            "picture",
+            None,
+            3,
+            message,
+            event.ts_ms().unwrap_or(0),
+        );
+        Err(Refusal::Capacity(cap))
     }
 
     /// Closes an incident; false if there is none of that id.

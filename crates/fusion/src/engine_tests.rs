@@ -329,6 +329,109 @@ fn a_view_filter_sends_what_is_inside_and_what_leaves() {
 }
 
 #[test]
+fn an_area_limit_keeps_everything_outside_it_from_the_client() {
+    let mut p = Picture::new(PictureConfig::default());
+    let square = |w: f64, s: f64| {
+        serde_json::json!({"type": "Polygon", "coordinates": [[
+            [w, s], [w + 0.01, s], [w + 0.01, s + 0.01], [w, s + 0.01], [w, s]
+        ]]})
+    };
+    apply_all(
+        &mut p,
+        &[
+            pos("in", T0, ST_PAULI),
+            pos("out", T0, (53.45, 10.0)),
+            gauge_meta("g-out", (53.45, 10.01)),
+            incident("i-in", T0, 2, square(9.96, 53.54)),
+            incident("i-out", T0, 2, square(10.0, 53.44)),
+        ],
+    );
+    apply_all(&mut p, &[obs("g-out", T0, 9.0, None)]);
+    p.flush(T0);
+    let area = Bbox::new(9.9, 53.5, 10.1, 53.6).expect("valid");
+    // The client asks for everything; its role allows the area only.
+    let vp = Viewport {
+        bbox: Some(area),
+        res: Resolution::Eight,
+    };
+    let mut snap = p.snapshot(&vp, T0);
+    assert!(!snap.alerts.is_empty(), "the gauge outside raised an alert");
+    let mut f = ViewFilter::new(vp).limited_to(Some(area));
+    f.restrict_snapshot(&mut snap);
+    let ids = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(ids(snap.units.iter().map(|u| &*u.id).collect()), ["in"]);
+    assert!(snap.sensors.is_empty());
+    assert_eq!(
+        ids(snap.incidents.iter().map(|i| &*i.id).collect()),
+        ["i-in"]
+    );
+    assert!(
+        snap.alerts.is_empty(),
+        "the alert is about the gauge outside"
+    );
+
+    // Leaving the area: removed, its new position never sent.
+    p.apply(&pos("in", T0 + 1, (53.45, 10.0)), T0 + 1)
+        .expect("ok");
+    p.apply(&obs("g-out", T0 + 1, 9.5, None), T0 + 1)
+        .expect("ok");
+    let d = f.filter(&p.flush(T0 + 1).expect("changed"));
+    assert!(d.units.is_empty(), "{:?}", d.units);
+    assert_eq!(d.units_removed, ["in"]);
+    assert!(d.sensors.is_empty());
+    p.apply(&pos("out", T0 + 2, ST_PAULI), T0 + 2).expect("ok");
+    let d = f.filter(&p.flush(T0 + 2).expect("changed"));
+    assert_eq!(
+        ids(d.units.iter().map(|u| &*u.id).collect()),
+        ["out"],
+        "entering is shown"
+    );
+}
+
+#[test]
+fn a_flood_of_new_ids_stops_at_the_cap_with_one_alert() {
+    let mut p = Picture::new(PictureConfig {
+        max_entities: 3,
+        ..PictureConfig::default()
+    });
+    apply_all(
+        &mut p,
+        &[
+            pos("u1", T0, ST_PAULI),
+            pos("u2", T0, ST_PAULI),
+            gauge_meta("g1", ST_PAULI),
+        ],
+    );
+    for i in 0..100 {
+        let e = pos(&format!("flood-{i}"), T0 + 1, ST_PAULI);
+        assert_eq!(p.apply(&e, T0 + 1), Err(Refusal::Capacity(3)));
+    }
+    // Known entities go on being updated.
+    assert!(p.apply(&pos("u1", T0 + 2, (53.55, 9.98)), T0 + 2).is_ok());
+    assert!(p.apply(&obs("g1", T0 + 2, 2.0, None), T0 + 2).is_ok());
+    let d = p.flush(T0 + 2).expect("changed");
+    let capacity: Vec<_> = d.alerts.iter().filter(|a| a.kind == "capacity").collect();
+    assert_eq!(capacity.len(), 1, "one alert, not one per refused id");
+    assert!(
+        capacity[0].message.contains("flood-0"),
+        "{}",
+        capacity[0].message
+    );
+    assert_eq!(
+        p.snapshot(
+            &Viewport {
+                bbox: None,
+                res: Resolution::Ten
+            },
+            T0 + 2
+        )
+        .units
+        .len(),
+        2
+    );
+}
+
+#[test]
 fn trends_come_from_the_last_hour_of_observations() {
     let mut p = Picture::new(PictureConfig::default());
     apply_all(&mut p, &[gauge_meta("g1", ST_PAULI)]);

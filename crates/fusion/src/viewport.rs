@@ -8,7 +8,7 @@ use std::sync::Arc;
 use h3o::{CellIndex, LatLng, Resolution};
 use thiserror::Error;
 
-use crate::view::{CellView, Delta, SensorView, UnitView};
+use crate::view::{AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, UnitView};
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +54,43 @@ impl Bbox {
             east,
             north,
         })
+    }
+
+    /// The part of `other` inside this box (which must not cross the
+    /// antimeridian); `None` when they do not meet. A box `other` that
+    /// crosses the antimeridian is cut down to this one.
+    pub fn intersect(&self, other: &Bbox) -> Option<Bbox> {
+        let (w, e) = if other.west <= other.east {
+            (self.west.max(other.west), self.east.min(other.east))
+        } else {
+            (self.west, self.east)
+        };
+        let (s, n) = (self.south.max(other.south), self.north.min(other.north));
+        (w <= e && s <= n).then_some(Bbox {
+            west: w,
+            south: s,
+            east: e,
+            north: n,
+        })
+    }
+
+    /// Whether a GeoJSON geometry has a vertex inside, or its bounding box
+    /// meets this one (a large area around a small box).
+    pub fn meets_geometry(&self, geometry: &serde_json::Value) -> bool {
+        let mut bounds: Option<[f64; 4]> = None;
+        let mut inside = false;
+        visit_positions(geometry.get("coordinates"), &mut |lon, lat| {
+            inside |= self.contains(lat, lon, 0.0);
+            let b = bounds.get_or_insert([lon, lat, lon, lat]);
+            *b = [b[0].min(lon), b[1].min(lat), b[2].max(lon), b[3].max(lat)];
+        });
+        if let Some(geoms) = geometry.get("geometries").and_then(|g| g.as_array()) {
+            return geoms.iter().any(|g| self.meets_geometry(g));
+        }
+        inside
+            || bounds.is_some_and(|[w, s, e, n]| {
+                Bbox::new(w, s, e, n).is_ok_and(|b| b.intersect(self).is_some())
+            })
     }
 
     /// Whether the point is inside, with a margin in degrees.
@@ -105,14 +142,39 @@ impl Viewport {
     }
 }
 
+/// Calls `f(lon, lat)` for every position in GeoJSON `coordinates`.
+fn visit_positions(coords: Option<&serde_json::Value>, f: &mut impl FnMut(f64, f64)) {
+    let Some(serde_json::Value::Array(items)) = coords else {
+        return;
+    };
+    match (
+        items.first().and_then(serde_json::Value::as_f64),
+        items.get(1).and_then(serde_json::Value::as_f64),
+    ) {
+        (Some(lon), Some(lat)) => f(lon, lat),
+        _ => {
+            for item in items {
+                visit_positions(Some(item), f);
+            }
+        }
+    }
+}
+
 /// Cuts the global delta down to one client's viewport, remembering which
 /// units and sensors the client holds so that one leaving the viewport is
 /// sent once more (with its new position) and then no longer.
+///
+/// With an area ([`ViewFilter::limited_to`]: a role's limit, not the
+/// client's choice) nothing outside the area reaches the client: an entity
+/// leaving it is removed rather than sent with its new position, incidents
+/// are those that meet the area, alerts those about what the client holds.
 #[derive(Debug)]
 pub struct ViewFilter {
     viewport: Viewport,
     units: HashSet<Arc<str>>,
     sensors: HashSet<Arc<str>>,
+    area: Option<Bbox>,
+    incidents: HashSet<String>,
 }
 
 impl ViewFilter {
@@ -122,7 +184,43 @@ impl ViewFilter {
             viewport,
             units: HashSet::new(),
             sensors: HashSet::new(),
+            area: None,
+            incidents: HashSet::new(),
         }
+    }
+
+    /// The same filter, limited to `area` (the viewport should already lie
+    /// inside it).
+    pub fn limited_to(mut self, area: Option<Bbox>) -> ViewFilter {
+        self.area = area;
+        self
+    }
+
+    /// Cuts a snapshot down to the area, if there is one: the cells, units
+    /// and sensors are already the viewport's; incidents and alerts are
+    /// the picture's and are filtered here. Then records what was sent.
+    pub fn restrict_snapshot(&mut self, snapshot: &mut Snapshot) {
+        if let Some(area) = self.area {
+            snapshot.units.retain(|u| inside(&area, u.lat, u.lon));
+            snapshot.sensors.retain(|s| inside(&area, s.lat, s.lon));
+            snapshot
+                .incidents
+                .retain(|i| area.meets_geometry(&i.geometry));
+            self.incidents = snapshot.incidents.iter().map(|i| i.id.clone()).collect();
+        }
+        self.sent_snapshot(&snapshot.units, &snapshot.sensors);
+        if self.area.is_some() {
+            let alerts = std::mem::take(&mut snapshot.alerts);
+            snapshot.alerts = alerts.into_iter().filter(|a| self.concerns(a)).collect();
+        }
+    }
+
+    /// Whether an alert is about something this (area-limited) client holds.
+    fn concerns(&self, a: &AlertView) -> bool {
+        let held = |id: &str| {
+            self.units.contains(id) || self.sensors.contains(id) || self.incidents.contains(id)
+        };
+        held(&a.entity) || a.related.as_deref().is_some_and(held)
     }
 
     /// The viewport.
@@ -151,48 +249,105 @@ impl ViewFilter {
             .filter(|c| vp.contains_cell(**c))
             .map(ToString::to_string)
             .collect();
+        let area = self.area;
+        let mut units_removed = forget(&delta.units_removed, &mut self.units);
+        let mut sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
         let units = keep_moving(&delta.units, &mut self.units, |u| {
-            (&u.id, vp.contains_point(u.lat, u.lon))
+            let gone = area.is_some_and(|a| !inside(&a, u.lat, u.lon));
+            (&u.id, vp.contains_point(u.lat, u.lon) && !gone, gone)
         });
         let sensors = keep_moving(&delta.sensors, &mut self.sensors, |s| {
-            (&s.id, vp.contains_point(s.lat, s.lon))
+            let gone = area.is_some_and(|a| !inside(&a, s.lat, s.lon));
+            (&s.id, vp.contains_point(s.lat, s.lon) && !gone, gone)
         });
-        let units_removed = forget(&delta.units_removed, &mut self.units);
-        let sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
+        units_removed.extend(units.1);
+        sensors_removed.extend(sensors.1);
+        let (incidents, incidents_removed, alerts) = match area {
+            None => (
+                delta.incidents.clone(),
+                delta.incidents_removed.clone(),
+                delta.alerts.clone(),
+            ),
+            Some(area) => self.area_items(&area, delta),
+        };
         Delta {
             seq: delta.seq,
             cells,
             cells_removed,
-            units,
+            units: units.0,
             units_removed,
-            sensors,
+            sensors: sensors.0,
             sensors_removed,
-            incidents: delta.incidents.clone(),
-            incidents_removed: delta.incidents_removed.clone(),
-            alerts: delta.alerts.clone(),
+            incidents,
+            incidents_removed,
+            alerts,
             resync: delta.resync,
             cells_removed_idx: Vec::new(),
         }
     }
+
+    /// Incidents, closed incidents and alerts of `delta` for a client
+    /// limited to `area`.
+    fn area_items(
+        &mut self,
+        area: &Bbox,
+        delta: &Delta,
+    ) -> (Vec<IncidentView>, Vec<String>, Vec<AlertView>) {
+        let mut removed: Vec<String> = delta
+            .incidents_removed
+            .iter()
+            .filter(|id| self.incidents.remove(id.as_str()))
+            .cloned()
+            .collect();
+        let mut incidents = Vec::new();
+        for i in &delta.incidents {
+            if area.meets_geometry(&i.geometry) {
+                self.incidents.insert(i.id.clone());
+                incidents.push(i.clone());
+            } else if self.incidents.remove(&i.id) {
+                removed.push(i.id.clone());
+            }
+        }
+        let alerts = delta
+            .alerts
+            .iter()
+            .filter(|a| self.concerns(a))
+            .cloned()
+            .collect();
+        (incidents, removed, alerts)
+    }
 }
 
-/// Items inside the viewport, plus those the client holds that just left it.
+/// Whether a position is inside an area (no position: not inside).
+fn inside(area: &Bbox, lat: Option<f64>, lon: Option<f64>) -> bool {
+    matches!((lat, lon), (Some(lat), Some(lon)) if area.contains(lat, lon, 0.0))
+}
+
+/// Items inside the viewport, plus those the client holds that just left
+/// it; `probe` gives an item's id, whether it is inside, and whether it
+/// left for good (outside the client's area: then only its id is
+/// returned, as removed, second).
 fn keep_moving<T: Clone>(
     items: &[T],
     held: &mut HashSet<Arc<str>>,
-    probe: impl Fn(&T) -> (&Arc<str>, bool),
-) -> Vec<T> {
+    probe: impl Fn(&T) -> (&Arc<str>, bool, bool),
+) -> (Vec<T>, Vec<String>) {
     let mut out = Vec::new();
+    let mut gone = Vec::new();
     for item in items {
-        let (id, inside) = probe(item);
+        let (id, inside, left_area) = probe(item);
         if inside {
             held.insert(id.clone());
             out.push(item.clone());
         } else if held.remove(id) {
-            out.push(item.clone());
+            if left_area {
+                gone.push(id.to_string());
+            } else {
+                out.push(item.clone());
+            }
         }
     }
-    out
+    (out, gone)
 }
 
 fn forget(ids: &[String], held: &mut HashSet<Arc<str>>) -> Vec<String> {

@@ -37,18 +37,62 @@ pub const MAX_BACKLOG: usize = 10_000;
 #[derive(Debug, Error)]
 pub enum MqttUrlError {
     /// The URL is malformed or uses an unsupported scheme.
-    #[error("invalid MQTT URL {url:?}: {reason} (expected mqtt://[user:pass@]host[:port])")]
+    #[error(
+        "invalid MQTT URL {url:?}: {reason} (expected mqtt://[user:pass@]host[:port] or mqtts://…)"
+    )]
     Invalid {
         /// The URL as given (password removed).
         url: String,
         /// What is wrong with it.
         reason: String,
     },
+    /// The CA file for `mqtts://` cannot be used.
+    #[error("MQTT TLS CA file {path}: {reason}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Makes ring the process's TLS crypto provider (once; a second call, or
+/// one after another provider was installed, changes nothing).
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// TLS for `mqtts://` that trusts the CA certificates (PEM) in `ca_file`
+/// instead of the system's roots: a control room's own broker PKI.
+pub fn tls_transport(ca_file: &std::path::Path) -> Result<rumqttc::Transport, MqttUrlError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    install_crypto();
+    let bad = |reason: String| MqttUrlError::Ca {
+        path: ca_file.display().to_string(),
+        reason,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(bad("no usable PEM certificate in it".into()));
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+    ))
 }
 
 /// MQTT options for `url` (`mqtt://[user:pass@]host[:port]`), with our
 /// settings for an ingest or publisher session.
 pub fn mqtt_options(url: &str, client_id: &str) -> Result<MqttOptions, MqttUrlError> {
+    install_crypto();
     let mut opts =
         MqttOptions::parse_url(with_client_id(url, client_id)).map_err(|e| invalid(url, e))?;
     opts.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_INCOMING_PACKET_BYTES);
@@ -180,6 +224,7 @@ const SESSION_EXPIRY_S: u32 = 7 * 24 * 3600;
 
 /// MQTT 5 options for `url`, like [`mqtt_options`].
 pub fn mqtt5_options(url: &str, client_id: &str) -> Result<v5::MqttOptions, MqttUrlError> {
+    install_crypto();
     let mut opts =
         v5::MqttOptions::parse_url(with_client_id(url, client_id)).map_err(|e| invalid(url, e))?;
     let max = u32::try_from(MAX_INCOMING_PACKET_BYTES).unwrap_or(u32::MAX);

@@ -61,7 +61,23 @@ pub enum Request {
         kind: fusion::EntityKind,
         /// Its id.
         id: String,
+        /// Who (a token's name).
+        actor: Option<String>,
         /// Gets the outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// An operator's report in the MQTT contract (an incident), decoded
+    /// and handled like a message from the broker.
+    Submit {
+        /// The space.
+        space: String,
+        /// The topic it would have had.
+        topic: String,
+        /// The payload.
+        payload: Vec<u8>,
+        /// Who (a token's name).
+        actor: Option<String>,
+        /// Gets the outcome: refused by the decoder or the picture.
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// The picture as it was at a past time, rebuilt from the event log.
@@ -95,6 +111,8 @@ pub enum Request {
     Reset {
         /// The space (a drill).
         space: String,
+        /// Who (a token's name).
+        actor: Option<String>,
         /// Gets the outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -104,6 +122,8 @@ pub enum Request {
         space: String,
         /// Alert id.
         alert: String,
+        /// Who (a token's name).
+        actor: Option<String>,
         /// Gets the outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -279,7 +299,7 @@ impl Hub {
     }
 
     /// Resets a drill space to an empty picture.
-    pub async fn reset(&self, space: &str) -> Result<(), HubError> {
+    pub async fn reset(&self, space: &str, actor: Option<&str>) -> Result<(), HubError> {
         check_space(space)?;
         if !fusion::space::is_drill(space) {
             return Err(HubError::Refused(format!(
@@ -288,6 +308,7 @@ impl Hub {
         }
         self.ask(|reply| Request::Reset {
             space: space.to_owned(),
+            actor: actor.map(str::to_owned),
             reply,
         })
         .await?
@@ -300,11 +321,13 @@ impl Hub {
         space: &str,
         kind: fusion::EntityKind,
         id: &str,
+        actor: Option<&str>,
     ) -> Result<(), HubError> {
         self.ask(|reply| Request::Remove {
             space: space.to_owned(),
             kind,
             id: id.to_owned(),
+            actor: actor.map(str::to_owned),
             reply,
         })
         .await?
@@ -312,10 +335,32 @@ impl Hub {
     }
 
     /// Acknowledges an alert.
-    pub async fn ack(&self, space: &str, alert: &str) -> Result<(), HubError> {
+    pub async fn ack(&self, space: &str, alert: &str, actor: Option<&str>) -> Result<(), HubError> {
+        check_space(space)?;
         self.ask(|reply| Request::Ack {
             space: space.to_owned(),
             alert: alert.to_owned(),
+            actor: actor.map(str::to_owned),
+            reply,
+        })
+        .await?
+        .map_err(HubError::Refused)
+    }
+
+    /// Hands an operator's report (MQTT topic and payload) to the picture.
+    pub async fn submit(
+        &self,
+        space: &str,
+        topic: String,
+        payload: Vec<u8>,
+        actor: Option<&str>,
+    ) -> Result<(), HubError> {
+        check_space(space)?;
+        self.ask(|reply| Request::Submit {
+            space: space.to_owned(),
+            topic,
+            payload,
+            actor: actor.map(str::to_owned),
             reply,
         })
         .await?

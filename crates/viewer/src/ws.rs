@@ -1,42 +1,96 @@
 //! The websocket protocol (DESIGN §5): subscribe with a viewport, get a
 //! snapshot, then one filtered delta per tick. A client that falls behind
 //! the broadcast ring is resynced with a fresh snapshot; one that stops
-//! reading altogether is dropped after a timeout.
+//! reading altogether is dropped after a timeout. A client's role decides
+//! what it may see (an area) and do (acknowledge); its messages are
+//! limited in size and rate.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use fusion::{Delta, ViewFilter, Viewport};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::auth::Access;
 use crate::hub::{Hub, HubError, SpaceHandle};
+use crate::limits::{self, Bucket, LimitsConfig, SUBSCRIBE_COST, Ticket};
 use crate::message::{AckedMsg, DeltaMsg, ErrorMsg, SnapshotMsg};
 use crate::viewport::parse_viewport;
 
 /// A client that does not take a message within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest message a client may send.
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024;
+/// Refused messages in a row after which a client is disconnected.
+const REFUSALS_BEFORE_CLOSE: u32 = 50;
 
-#[derive(Debug, Deserialize)]
+/// A message from a websocket client (DESIGN §5).
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum ClientMsg {
+pub enum ClientMsg {
+    /// Look at a viewport: a snapshot, then its deltas.
     Subscribe {
+        /// `[west, south, east, north]`; none is the whole picture.
         bbox: Option<[f64; 4]>,
+        /// H3 resolution of the cells.
         res: Option<u8>,
     },
+    /// Acknowledge an alert.
     Ack {
+        /// Its id.
         alert: String,
     },
+}
+
+/// Parses a client's text message; the error says what was wrong.
+pub fn parse_client_message(text: &str) -> Result<ClientMsg, String> {
+    let msg: ClientMsg = serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"))?;
+    if let ClientMsg::Subscribe { bbox, res } = &msg {
+        parse_viewport(*bbox, *res)?;
+    }
+    if let ClientMsg::Ack { alert } = &msg
+        && (alert.is_empty() || alert.len() > 64)
+    {
+        return Err("an alert id is 1-64 characters".into());
+    }
+    Ok(msg)
+}
+
+/// An error text cut to at most 300 bytes (a parser may quote the input).
+fn shorten(mut e: String) -> String {
+    if e.len() > 300 {
+        let mut end = 297;
+        while !e.is_char_boundary(end) {
+            end -= 1;
+        }
+        e.truncate(end);
+        e.push_str("...");
+    }
+    e
 }
 
 enum Flow {
     Continue,
     Stop,
+}
+
+/// What a connection was admitted with.
+pub struct Session {
+    /// The pictures.
+    pub hub: Arc<Hub>,
+    /// The space it looks at.
+    pub space: SpaceHandle,
+    /// What its token grants.
+    pub access: Access,
+    /// Its limits.
+    pub limits: LimitsConfig,
+    /// Turns true when the server stops.
+    pub closing: watch::Receiver<bool>,
+    /// Its place among the connections; freed when it ends.
+    pub ticket: Ticket,
 }
 
 struct Client {
@@ -45,11 +99,22 @@ struct Client {
     socket: WebSocket,
     filter: Option<ViewFilter>,
     last_seq: u64,
+    access: Access,
+    budget: Bucket,
+    refusals: u32,
 }
 
 /// Serves one websocket connection until it closes.
-pub async fn serve(socket: WebSocket, hub: Arc<Hub>, space: SpaceHandle) {
+pub async fn serve(socket: WebSocket, session: Session) {
     metrics::gauge!("rm_ws_clients").increment(1.0);
+    let Session {
+        hub,
+        space,
+        access,
+        limits,
+        mut closing,
+        ticket,
+    } = session;
     let mut deltas = space.deltas.subscribe();
     let mut client = Client {
         hub,
@@ -57,12 +122,19 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, space: SpaceHandle) {
         socket,
         filter: None,
         last_seq: 0,
+        access,
+        budget: Bucket::new(limits.ws_messages_per_s, limits.ws_burst),
+        refusals: 0,
     };
     loop {
         let flow = tokio::select! {
+            () = until_true(&mut closing) => {
+                client.close(close_code::AWAY, "server shutting down").await;
+                Flow::Stop
+            }
             incoming = client.socket.next() => match incoming {
                 Some(Ok(Message::Text(text))) => client.on_text(text.as_str()).await,
-                Some(Ok(Message::Binary(_))) => client.send_error("binary messages are not supported").await,
+                Some(Ok(Message::Binary(_))) => client.refuse("binary messages are not supported").await,
                 Some(Ok(Message::Close(_)) | Err(_)) | None => Flow::Stop,
                 Some(Ok(_)) => Flow::Continue,
             },
@@ -80,40 +152,130 @@ pub async fn serve(socket: WebSocket, hub: Arc<Hub>, space: SpaceHandle) {
             break;
         }
     }
+    drop(ticket);
     metrics::gauge!("rm_ws_clients").decrement(1.0);
+}
+
+/// Resolves once `rx` holds true (never, when its sender is gone).
+async fn until_true(rx: &mut watch::Receiver<bool>) {
+    loop {
+        let now = *rx.borrow_and_update();
+        if now {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Client {
     async fn on_text(&mut self, text: &str) -> Flow {
         metrics::counter!("rm_ws_client_messages_total").increment(1);
-        let msg: ClientMsg = match serde_json::from_str(text) {
+        let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
                 metrics::counter!("rm_ws_refused_total", "reason" => "bad_message").increment(1);
-                return self.send_error(&format!("invalid message: {e}")).await;
+                return self.refuse(&e).await;
             }
         };
+        let cost = match msg {
+            ClientMsg::Subscribe { .. } => SUBSCRIBE_COST,
+            ClientMsg::Ack { .. } => 1,
+        };
+        if !self.budget.take(cost, Instant::now()) {
+            limits::refused("ws_message_rate");
+            return self
+                .refuse("too many messages: slow down (limits.ws_messages_per_s)")
+                .await;
+        }
         match msg {
             ClientMsg::Subscribe { bbox, res } => match parse_viewport(bbox, res) {
-                Ok(vp) => self.subscribe(vp).await,
+                Ok(vp) => self.subscribe_within(vp).await,
                 Err(e) => {
                     metrics::counter!("rm_ws_refused_total", "reason" => "bad_viewport")
                         .increment(1);
-                    self.send_error(&e).await
+                    self.refuse(&e).await
                 }
             },
-            ClientMsg::Ack { alert } => match self.hub.ack(&self.space.name, &alert).await {
-                Ok(()) => {
-                    info!(space = %self.space.name, %alert, "alert acknowledged");
-                    self.send_json(&AckedMsg {
-                        kind: "acked",
-                        alert: &alert,
-                    })
-                    .await
-                }
-                Err(HubError::Closed) => Flow::Stop,
-                Err(e) => self.send_error(&e.to_string()).await,
+            ClientMsg::Ack { alert } => self.ack(alert).await,
+        }
+    }
+
+    /// Answers a refused message with an error; a client that goes on
+    /// sending only refused messages is disconnected.
+    async fn refuse(&mut self, error: &str) -> Flow {
+        self.refusals += 1;
+        if self.refusals >= REFUSALS_BEFORE_CLOSE {
+            metrics::counter!("rm_ws_dropped_total", "reason" => "refused_messages").increment(1);
+            self.close(close_code::POLICY, "too many refused messages")
+                .await;
+            return Flow::Stop;
+        }
+        self.send_error(error).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    /// Subscribes to the viewport cut to the area the client's role allows.
+    async fn subscribe_within(&mut self, vp: Viewport) -> Flow {
+        let area = match self.access.read(&self.space.name) {
+            Ok(area) => area,
+            Err(e) => return self.refuse(&e.to_string()).await,
+        };
+        let vp = match (area, vp.bbox) {
+            (None, _) => vp,
+            (Some(a), None) => Viewport {
+                bbox: Some(a),
+                res: vp.res,
             },
+            (Some(a), Some(b)) => match a.intersect(&b) {
+                Some(bbox) => Viewport {
+                    bbox: Some(bbox),
+                    res: vp.res,
+                },
+                None => {
+                    return self
+                        .refuse("the requested bbox lies outside the area this token may see")
+                        .await;
+                }
+            },
+        };
+        self.refusals = 0;
+        self.subscribe(vp).await
+    }
+
+    async fn ack(&mut self, alert: String) -> Flow {
+        if let Err(e) = self.access.act(&self.space.name) {
+            metrics::counter!("rm_auth_refused_total", "reason" => e.reason()).increment(1);
+            return self.refuse(&e.to_string()).await;
+        }
+        self.refusals = 0;
+        match self
+            .hub
+            .ack(&self.space.name, &alert, self.access.actor())
+            .await
+        {
+            Ok(()) => {
+                info!(space = %self.space.name, %alert, actor = self.access.actor(), "alert acknowledged");
+                self.send_json(&AckedMsg {
+                    kind: "acked",
+                    alert: &alert,
+                })
+                .await
+            }
+            Err(HubError::Closed) => Flow::Stop,
+            Err(e) => self.send_error(&e.to_string()).await,
         }
     }
 
@@ -127,8 +289,10 @@ impl Client {
             bbox: vp.bbox,
             res: fusion::Resolution::try_from(reply.snapshot.res).unwrap_or(vp.res),
         };
-        let mut filter = ViewFilter::new(served);
-        filter.sent_snapshot(&reply.snapshot.units, &reply.snapshot.sensors);
+        let area = self.access.read(&self.space.name).ok().flatten();
+        let mut filter = ViewFilter::new(served).limited_to(area);
+        let mut reply = reply;
+        filter.restrict_snapshot(&mut reply.snapshot);
         self.filter = Some(filter);
         self.last_seq = reply.snapshot.seq;
         let text = encode(&SnapshotMsg {

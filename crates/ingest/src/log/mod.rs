@@ -18,6 +18,7 @@ mod checkpoint;
 mod mission;
 mod read;
 mod record;
+mod retention;
 mod write;
 
 pub use batch::{col, for_each_record, schema, to_batch};
@@ -29,6 +30,7 @@ pub use read::{
     Damage, ReadReport, SegmentInfo, Window, export, read_space, read_space_from, segments, spaces,
 };
 pub use record::{AlertAbout, Op, OpRecord, Record, Removed, native_topic};
+pub use retention::{Pruned, prune};
 pub use write::{EventLog, LogConfig};
 
 use thiserror::Error;
