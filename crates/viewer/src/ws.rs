@@ -47,7 +47,8 @@ pub enum ClientMsg {
 
 /// Parses a client's text message; the error says what was wrong.
 pub fn parse_client_message(text: &str) -> Result<ClientMsg, String> {
-    let msg: ClientMsg = serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"))?;
+    let msg: ClientMsg =
+        serde_json::from_str(text).map_err(|e| shorten(format!("invalid message: {e}")))?;
     if let ClientMsg::Subscribe { bbox, res } = &msg {
         parse_viewport(*bbox, *res)?;
     }
@@ -135,7 +136,33 @@ pub async fn serve(socket: WebSocket, session: Session) {
             incoming = client.socket.next() => match incoming {
                 Some(Ok(Message::Text(text))) => client.on_text(text.as_str()).await,
                 Some(Ok(Message::Binary(_))) => client.refuse("binary messages are not supported").await,
-                Some(Ok(Message::Close(_)) | Err(_)) | None => Flow::Stop,
+                Some(Err(e)) => {
+                    // The client broke the protocol (RFC 6455 §7.1.7): say
+                    // why, as far as the connection still carries it.
+                    let text = e.to_string();
+                    let (code, reason) = if text.contains("too long") || text.contains("Space limit") {
+                        (close_code::SIZE, "message too big")
+                    } else if text.contains("UTF-8") || text.contains("utf-8") {
+                        (close_code::INVALID, "text is not UTF-8")
+                    } else {
+                        (close_code::PROTOCOL, "protocol error")
+                    };
+                    metrics::counter!("rm_ws_dropped_total", "reason" => reason).increment(1);
+                    debug!(error = %text, "websocket protocol error");
+                    client.close(code, reason).await;
+                    Flow::Stop
+                }
+                Some(Ok(Message::Close(_))) => {
+                    // The protocol layer has queued the closing reply
+                    // (RFC 6455 §5.5.1): make sure it leaves.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        futures_util::SinkExt::flush(&mut client.socket),
+                    )
+                    .await;
+                    Flow::Stop
+                }
+                None => Flow::Stop,
                 Some(Ok(_)) => Flow::Continue,
             },
             delta = deltas.recv(), if client.filter.is_some() => match delta {
@@ -371,4 +398,23 @@ impl Client {
 /// serialise, so `None` only guards against a future non-string map key.
 fn encode<T: serde::Serialize>(msg: &T) -> Option<String> {
     serde_json::to_string(msg).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_or_say_why_briefly() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"ack","alert":"A3"}"#),
+            Ok(ClientMsg::Ack { alert: "A3".into() })
+        );
+        assert!(parse_client_message(r#"{"type":"subscribe","res":16}"#).is_err());
+        assert!(parse_client_message(r#"{"type":"subscribe","bbox":[1,2,3]}"#).is_err());
+        assert!(parse_client_message(r#"{"type":"ack","alert":""}"#).is_err());
+        let long = format!(r#"{{"type":"{}"}}"#, "x".repeat(10_000));
+        let e = parse_client_message(&long).expect_err("unknown type");
+        assert!(e.len() <= 300 && e.starts_with("invalid message"), "{e}");
+    }
 }
