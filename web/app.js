@@ -311,10 +311,18 @@ let mapReady = false;
 
 const EMPTY = { type: 'FeatureCollection', features: [] };
 
-function levelColor(prop) {
+/**
+ * A cell's value as drawn: its feature state where a delta set one (see
+ * LiveSource), else the property it was handed over with.
+ */
+function cellValue(prop) {
+  return ['coalesce', ['feature-state', prop], ['get', prop]];
+}
+
+function levelColor(prop, value = ['get', prop]) {
   return [
     'match',
-    ['get', prop],
+    value,
     1,
     LEVEL_COLORS[1],
     2,
@@ -342,17 +350,19 @@ function addOverlay() {
     paint: { 'fill-color': levelColor('severity'), 'fill-opacity': 0.16 },
   });
   // Cells fade with the age of their newest report (`age` 0–3).
-  const fade = ['at', ['get', 'age'], ['literal', [1, 0.7, 0.4, 0.2]]];
+  const fade = ['at', cellValue('age'), ['literal', [1, 0.7, 0.4, 0.2]]];
+  const hazard = cellValue('hazard');
+  const units = cellValue('units');
   map.addLayer({
     id: 'cells-fill',
     type: 'fill',
     source: 'cells',
     paint: {
-      'fill-color': levelColor('hazard'),
+      'fill-color': levelColor('hazard', hazard),
       'fill-opacity': [
         '*',
         fade,
-        ['case', ['>', ['get', 'hazard'], 0], 0.45, ['>', ['get', 'units'], 0], 0.22, 0.1],
+        ['case', ['>', hazard, 0], 0.45, ['>', units, 0], 0.22, 0.1],
       ],
     },
   });
@@ -361,12 +371,12 @@ function addOverlay() {
     type: 'line',
     source: 'cells',
     paint: {
-      'line-color': levelColor('hazard'),
-      'line-width': ['case', ['>', ['get', 'hazard'], 0], 1.4, 0.8],
+      'line-color': levelColor('hazard', hazard),
+      'line-width': ['case', ['>', hazard, 0], 1.4, 0.8],
       'line-opacity': [
         '*',
         fade,
-        ['case', ['>', ['get', 'hazard'], 0], 0.95, ['>', ['get', 'units'], 0], 0.65, 0.3],
+        ['case', ['>', hazard, 0], 0.95, ['>', units, 0], 0.65, 0.3],
       ],
     },
   });
@@ -375,8 +385,12 @@ function addOverlay() {
     id: 'cells-stale',
     type: 'line',
     source: 'cells',
-    filter: ['>=', ['get', 'age'], 2],
-    paint: { 'line-color': '#c9d1da', 'line-width': 1, 'line-dasharray': [2, 2] },
+    paint: {
+      'line-color': '#c9d1da',
+      'line-width': 1,
+      'line-dasharray': [2, 2],
+      'line-opacity': ['case', ['>=', cellValue('age'), 2], 1, 0],
+    },
   });
   map.addLayer({
     id: 'incidents-line',
@@ -606,20 +620,27 @@ map.on('moveend', () => {
  * `prepare(feature)` runs before a feature is handed over (unit symbols
  * make their image there).
  *
+ * With `state(feature)`, a feature the map already holds whose geometry
+ * cannot change (a hexagon) is updated through its feature state instead:
+ * no re-index in MapLibre's worker at all, only its paint values. The
+ * layers read `feature-state` first, then the properties (`cellValue`).
+ *
  * One hand-over at a time: while MapLibre's worker is still indexing the
  * previous one, changes gather here and go together once it is done. A big
  * picture updated faster than the worker can index it thus costs one
  * re-index per worker round instead of a growing queue of them.
  */
 class LiveSource {
-  constructor(id, prepare = () => {}) {
+  constructor(id, { prepare = () => {}, state = null } = {}) {
     this.id = id;
     this.prepare = prepare;
+    this.state = state;
     this.features = new Map();
     this.changed = new Map(); // id -> feature, or null when removed
+    this.inMap = new Set(); // ids handed over to the map
     this.all = true;
     this.busy = false;
-    this.counts = { full: 0, diff: 0, features: 0 };
+    this.counts = { full: 0, diff: 0, state: 0, features: 0 };
   }
 
   /** Hands `work` to the map, and flushes again once the worker is done. */
@@ -660,6 +681,11 @@ class LiveSource {
     if (this.all) {
       const features = [...this.features.values()];
       for (const f of features) this.prepare(f);
+      if (this.state) {
+        // States of the picture before would override the new properties.
+        map.removeFeatureState({ source: this.id });
+        this.inMap = new Set(this.features.keys());
+      }
       this.handOver(source.setData({ type: 'FeatureCollection', features }));
       this.all = false;
       this.changed.clear();
@@ -670,23 +696,33 @@ class LiveSource {
     if (this.changed.size === 0) return;
     const add = [];
     const remove = [];
+    let states = 0;
     for (const [id, f] of this.changed) {
-      if (f) {
+      if (f && this.state && this.inMap.has(id)) {
+        map.setFeatureState({ source: this.id, id }, this.state(f));
+        states += 1;
+      } else if (f) {
         this.prepare(f);
         add.push(f);
+        if (this.state) this.inMap.add(id);
       } else {
         remove.push(id);
+        if (this.state && this.inMap.delete(id)) map.removeFeatureState({ source: this.id, id });
       }
     }
     this.changed.clear();
+    this.counts.features += add.length + remove.length + states;
+    if (states) this.counts.state += 1;
+    if (add.length === 0 && remove.length === 0) return;
     this.handOver(source.updateData({ add, remove }));
     this.counts.diff += 1;
-    this.counts.features += add.length + remove.length;
   }
 }
 
-const cellSource = new LiveSource('cells');
-const unitSource = new LiveSource('units', (f) => ensureSymbol(f.properties.icon));
+const cellSource = new LiveSource('cells', {
+  state: ({ properties: p }) => ({ hazard: p.hazard, units: p.units, age: p.age }),
+});
+const unitSource = new LiveSource('units', { prepare: (f) => ensureSymbol(f.properties.icon) });
 
 const dirty = {
   incidents: false,

@@ -271,7 +271,7 @@ await runBrowserTest('browser layouts test', async (browser) => {
   const before = await wall.evaluate(() => window.rmStats());
   await waitUntil(
     wall,
-    (s) => window.rmStats().seq > s + 5 && window.rmStats().cell_updates.diff > 0,
+    (s) => window.rmStats().seq > s + 5 && window.rmStats().cell_updates.state + window.rmStats().cell_updates.diff > 0,
     before.seq,
     STEP_TIMEOUT_MS,
     'no in-place cell updates while deltas arrive',

@@ -4,7 +4,7 @@
 //
 //   node tests/browser/render_bench.mjs <url> [--cells N] [--units N]
 //        [--hz N] [--changed F] [--seconds S] [--zoom Z] [--screenshot FILE]
-//        [--profile]   (adds the page's busiest functions, by self time)
+//        [--viewport WxH] [--profile]   (the page's busiest functions, by self time)
 //
 // <url> is a running RESCUE MATE server (`rescuemate demo` or `serve`): it
 // serves the page, the map and the REST calls. The page's websocket is
@@ -45,7 +45,10 @@ const ZOOM = opt('zoom', 11);
 const PROFILE = args.includes('--profile');
 const SHOT = args.includes('--screenshot') ? args[args.indexOf('--screenshot') + 1] : null;
 const CENTER = [53.55, 9.99];
-const VIEW = { width: 1920, height: 1080 };
+const [viewW, viewH] = (args.includes('--viewport') ? args[args.indexOf('--viewport') + 1] : '1920x1080')
+  .split('x')
+  .map(Number);
+const VIEW = { width: viewW, height: viewH };
 
 const cellIds = (() => {
   // A disk of radius k holds 3k(k+1)+1 cells.
@@ -274,15 +277,18 @@ await runBrowserTest('render benchmark', async (browser) => {
     cells: after.cells,
     units: after.units,
     units_drawn: drawn,
+    viewport: `${VIEW.width}x${VIEW.height}`,
     hz: HZ,
     cells_changed_per_delta: Math.round(cellIds.length * CHANGED),
     seconds: SECONDS,
     deltas_sent: after.feed.sent - before.feed.sent,
     deltas_applied: after.seq - before.seq,
     feed_mb_per_s: round((after.feed.bytes - before.feed.bytes) / 1e6 / SECONDS),
+    // Hand-overs to the map: feature-state rounds and updateData diffs.
     map_updates: {
-      cells: after.cell_updates.diff - before.cell_updates.diff,
-      units: after.unit_updates.diff - before.unit_updates.diff,
+      cell_states: after.cell_updates.state - before.cell_updates.state,
+      cell_diffs: after.cell_updates.diff - before.cell_updates.diff,
+      unit_diffs: after.unit_updates.diff - before.unit_updates.diff,
     },
     frames: frames.length,
     frame_ms_p50: round(q(0.5)),
