@@ -19,6 +19,9 @@
 //!   banner. Screenshots (CI artifacts): `target/browser-artifacts/wall.png`,
 //!   `tablet.png`, `tablet-offline.png`.
 //!
+//! `tests/browser/render_bench.mjs` (the rendering benchmark, README) is run
+//! by hand against a running server; no test asserts its frame times.
+//!
 //! Needs `/usr/bin/chromium` and `node`; it runs `npm ci` in `tests/browser`
 //! itself when `node_modules` is missing. Without them the test is skipped
 //! with a message, unless `RM_REQUIRE_ALL=1` (set by CI), which turns a skip
