@@ -11,6 +11,16 @@
 //!   `rescuemate sim` first) is reset to empty. Screenshots:
 //!   `target/browser-past.png`, `target/browser-mission-log.png`,
 //!   `target/browser-drill-reset.png`.
+//! - `layouts.mjs` starts `rescuemate serve` itself (it kills and restarts
+//!   it): wall and tablet layouts, unit symbols by organisation, type and
+//!   radio status, an alert in the panel within a second of a threshold
+//!   crossing and its acknowledgement, reconnecting with the last picture
+//!   marked old and a fresh snapshot after the restart, the EXERCISE
+//!   banner. Screenshots (CI artifacts): `target/browser-artifacts/wall.png`,
+//!   `tablet.png`, `tablet-offline.png`.
+//!
+//! `tests/browser/render_bench.mjs` (the rendering benchmark, README) is run
+//! by hand against a running server; no test asserts its frame times.
 //!
 //! Needs `/usr/bin/chromium` and `node`; it runs `npm ci` in `tests/browser`
 //! itself when `node_modules` is missing. Without them the test is skipped
@@ -33,6 +43,10 @@ const URL_TIMEOUT: Duration = Duration::from_secs(60);
 const SMOKE_TIMEOUT: Duration = Duration::from_secs(150);
 /// How long the history test's node script may run.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the layouts test's node script may run.
+const LAYOUTS_TIMEOUT: Duration = Duration::from_secs(240);
+/// Where the layouts test leaves its screenshots for CI to keep.
+const ARTIFACTS: &str = "target/browser-artifacts";
 /// Lines of the demo's stderr kept to explain a failure.
 const LOG_LINES: usize = 200;
 
@@ -234,6 +248,11 @@ fn start_demo(root: &Path) -> Demo {
 /// Runs `node <args>` in the repository root; panics with its output (and
 /// the demo's log) unless it succeeds within `limit`.
 fn run_node(root: &Path, args: &[&str], limit: Duration, demo: &Demo) {
+    run_node_logged(root, args, limit, Some(&demo.log));
+}
+
+/// `run_node` with the log of whatever server the script talks to, if any.
+fn run_node_logged(root: &Path, args: &[&str], limit: Duration, log: Option<&Lines>) {
     let mut node = Command::new("node")
         .args(args)
         .current_dir(root)
@@ -257,10 +276,10 @@ fn run_node(root: &Path, args: &[&str], limit: Duration, demo: &Demo) {
             }
         }
         other => panic!(
-            "node {} failed ({}):\nstdout:\n{out}\nstderr:\n{err}\ndemo stderr:\n{}",
+            "node {} failed ({}):\nstdout:\n{out}\nstderr:\n{err}\nserver stderr:\n{}",
             args.join(" "),
             other.map_or_else(|| format!("timed out after {limit:?}"), |s| s.to_string()),
-            dump(&demo.log)
+            log.map(dump).unwrap_or_default()
         ),
     }
 }
@@ -326,6 +345,25 @@ fn time_slider_mission_log_and_drill_reset_in_headless_chromium() {
         &["tests/browser/history.mjs", &demo.url, "target", DRILL],
         HISTORY_TIMEOUT,
         &demo,
+    );
+}
+
+#[test]
+fn wall_and_tablet_layouts_alerts_and_reconnect_in_headless_chromium() {
+    let Some(root) = root_or_skip("browser layouts test") else {
+        return;
+    };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(PoisonError::into_inner);
+    // The script starts (and kills, and restarts) the server itself.
+    run_node_logged(
+        root,
+        &[
+            "tests/browser/layouts.mjs",
+            env!("CARGO_BIN_EXE_rescuemate"),
+            ARTIFACTS,
+        ],
+        LAYOUTS_TIMEOUT,
+        None,
     );
 }
 

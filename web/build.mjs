@@ -4,7 +4,8 @@
 //   node build.mjs
 //
 // Inputs: index.html, app.js, style.css (this folder) and the npm packages
-// maplibre-gl, h3-js, world-atlas and topojson-client (run `npm ci` first).
+// maplibre-gl, h3-js, pmtiles, world-atlas and topojson-client (run `npm ci`
+// first).
 // Output files are only rewritten when their content changes, so that the
 // Rust build (crates/viewer/build.rs) does not recompile without need.
 
@@ -265,8 +266,14 @@ function main() {
   // h3-js ships a self-contained ES module built for the browser (the
   // package's "browser" field maps its ES entry to it): no imports, no Node.
   files.set('h3-js.mjs', stripSourceMap(readText(join(h3, 'h3-js.es.js'))));
+  // PMTiles (one-file tile archives read with HTTP range requests): the
+  // package's self-contained browser build, which defines `pmtiles`.
+  files.set(
+    'pmtiles.js',
+    stripSourceMap(readText(join(modules, 'pmtiles', 'dist', 'pmtiles.js'))),
+  );
   files.set('basemap.geojson', JSON.stringify(buildBasemap()));
-  for (const own of ['index.html', 'app.js', 'style.css']) {
+  for (const own of ['index.html', 'app.js', 'symbols.js', 'style.css']) {
     files.set(own, readText(join(here, own)));
   }
 

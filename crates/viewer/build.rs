@@ -16,6 +16,7 @@ use std::process::{Command, Output};
 const WEB_INPUTS: &[&str] = &[
     "index.html",
     "app.js",
+    "symbols.js",
     "style.css",
     "build.mjs",
     "package.json",

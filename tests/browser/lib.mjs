@@ -28,8 +28,9 @@ export function fail(why) {
 }
 
 /**
- * Runs `main(browser)` where `browser.open(url, { viewport, hasTouch })`
- * opens a page and collects its uncaught errors; prints what `main` returns
+ * Runs `main(browser)` where `browser.open(url, { viewport, hasTouch,
+ * before })` opens a page (after `await before(page)`, when given) and
+ * collects its uncaught errors; prints what `main` returns
  * as JSON, or the failure, and exits. All pages share one browser profile
  * (a fresh `--user-data-dir`), so `hasTouch` is taken from the first open.
  */
@@ -42,7 +43,7 @@ export async function runBrowserTest(name, main) {
   const browser = {
     consoleErrors,
     pageErrors,
-    async open(url, { viewport = { width: 1600, height: 1000 }, hasTouch = false } = {}) {
+    async open(url, { viewport = { width: 1600, height: 1000 }, hasTouch = false, before } = {}) {
       if (!context) {
         context = await chromium.launchPersistentContext(userDataDir, {
           executablePath: CHROMIUM,
@@ -66,6 +67,8 @@ export async function runBrowserTest(name, main) {
         pageErrors.push(String(err && err.stack ? err.stack : err));
       });
       await serveLocalWeb(page);
+      // Routes a test sets up before the page loads (e.g. a synthetic socket).
+      if (before) await before(page);
       const response = await page.goto(url, { waitUntil: 'load', timeout: 30000 });
       if (!response || !response.ok()) {
         fail(`GET ${url} answered ${response ? response.status() : 'nothing'}`);
@@ -109,7 +112,12 @@ export async function runBrowserTest(name, main) {
 async function serveLocalWeb(page) {
   const dir = process.env.RM_WEB_DIR;
   if (!dir) return;
-  const types = { 'index.html': 'text/html', 'app.js': 'text/javascript', 'style.css': 'text/css' };
+  const types = {
+    'index.html': 'text/html',
+    'app.js': 'text/javascript',
+    'symbols.js': 'text/javascript',
+    'style.css': 'text/css',
+  };
   await page.route(
     (u) => u.pathname === '/' || Object.hasOwn(types, u.pathname.slice(1)),
     (route) => {

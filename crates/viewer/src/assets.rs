@@ -46,6 +46,7 @@ mod tests {
     fn content_types() {
         for (path, mime) in [
             ("app.js", "text/javascript"),
+            ("symbols.js", "text/javascript"),
             ("maplibre-gl.mjs", "text/javascript"),
             ("maplibre-gl-worker.mjs", "text/javascript"),
             ("h3-js.mjs", "text/javascript"),
