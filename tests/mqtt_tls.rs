@@ -28,25 +28,19 @@ fn run(dir: &Path, args: &[&str]) {
 /// A CA and a server certificate for localhost / 127.0.0.1 signed by it,
 /// and a second CA that signed nothing.
 fn make_pki(dir: &Path) {
-    run(
-        dir,
-        &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=RESCUE MATE test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    let self_signed = |cn: &str, name: &str| {
+        let subj = format!("/CN={cn}");
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        run(
+            dir,
+            &[
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                &subj, "-keyout", &key, "-out", &pem,
+            ],
+        );
+    };
+    self_signed("RESCUE MATE test CA", "ca");
+    self_signed("someone else", "other");
     run(
         dir,
         &[
@@ -92,25 +86,6 @@ fn make_pki(dir: &Path) {
     run(
         dir,
         &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=someone else",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-        ],
-    );
-    run(
-        dir,
-        &[
             "mosquitto_passwd",
             "-b",
             "-c",
@@ -129,6 +104,21 @@ fn make_pki(dir: &Path) {
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
+}
+
+/// `rescuemate serve` against `url` with config file `cfg`.
+fn serve(url: &str, cfg: &str) -> (Proc, std::net::SocketAddr) {
+    let p = Proc::rescuemate(&[
+        "serve",
+        "--mqtt",
+        url,
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        cfg,
+    ]);
+    let addr = p.http_addr();
+    (p, addr)
 }
 
 fn config(dir: &Path, name: &str, ca: &str) -> String {
@@ -186,16 +176,7 @@ async fn ingest_over_tls_with_a_password() {
             format!("mqtts://rescuemate:wrong-password@localhost:{tls}"),
         ),
     ] {
-        let p = Proc::rescuemate(&[
-            "serve",
-            "--mqtt",
-            &url,
-            "--http",
-            "127.0.0.1:0",
-            "--config",
-            cfg,
-        ]);
-        let addr = p.http_addr();
+        let (_p, addr) = serve(&url, cfg);
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(http_get(addr, "/healthz").0, 503, "{url} must not get in");
     }
@@ -203,16 +184,7 @@ async fn ingest_over_tls_with_a_password() {
     // The right CA and password: healthy, and data published on the plain
     // listener arrives through TLS.
     let url = format!("mqtts://rescuemate:ingest-password-1@localhost:{tls}");
-    let p = Proc::rescuemate(&[
-        "serve",
-        "--mqtt",
-        &url,
-        "--http",
-        "127.0.0.1:0",
-        "--config",
-        &good_ca,
-    ]);
-    let addr = p.http_addr();
+    let (_p, addr) = serve(&url, &good_ca);
     wait_healthy(addr);
     let (c, _rx) = mqtt_client(plain, "tls-test-sensor").await;
     let now = now_ms();
