@@ -239,6 +239,16 @@ async fn broker_killed_mid_stream(persistence: Persistence) {
     gauge.publish(&publisher, 1..=BEFORE_KILL, gap).await;
     broker.kill9();
     let killed = Instant::now();
+    // Degraded mode: not ready (a load balancer and the web client can
+    // tell), and the picture still served.
+    eventually("healthz reports the lost broker", PATIENCE, || {
+        (http_get(addr, "/healthz").0 == 503).then_some(())
+    })
+    .await;
+    assert!(
+        snapshot(addr, SPACE).is_some_and(|s| sensor_of(&s, gauge.id).is_some()),
+        "the picture stays served while the broker is down"
+    );
     // Published while the broker is down: the client holds them and sends
     // them once it is back, possibly before the server has subscribed
     // again. They may be lost: that is the point.

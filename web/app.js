@@ -220,6 +220,7 @@ window.rmStats = () => ({
   res: state.res,
   snapshots: conn.snapshots,
   offline: document.body.classList.contains('offline'),
+  feed: feed.up === null ? null : feed.up ? 'up' : 'down',
   cell_updates: { ...cellSource.counts },
   unit_updates: { ...unitSource.counts },
   fit: fitInfo,
@@ -1232,6 +1233,22 @@ $('alerts-toggle').addEventListener('click', () => {
 });
 
 setInterval(renderStatus, 500);
+
+// Degraded mode: the server answers /healthz with 503 while it cannot
+// reach its broker. The picture stays (its freshness ages on the server's
+// clock); a banner says why nothing new arrives.
+const feed = { up: null };
+async function checkFeed() {
+  try {
+    const r = await fetch('/healthz', { cache: 'no-store' });
+    feed.up = r.ok;
+  } catch {
+    feed.up = null; // the server itself is away: the offline banner says so
+  }
+  $('feed-banner').hidden = feed.up !== false;
+}
+checkFeed();
+setInterval(checkFeed, 5000);
 
 // ---------------------------------------------------------------------------
 // Applying server messages
