@@ -715,6 +715,8 @@ struct PhaseFigures {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    bare_p50_ms: f64,
+    bare_p99_ms: f64,
     server_cpu_s: f64,
     server_cores: f64,
     cpu_s_per_10k: f64,
@@ -750,7 +752,7 @@ async fn latency_part(
     for (rate, clients) in plan.phases {
         let f = phase(url, plan, &server, broker_pid, rate, clients, &seqs).await?;
         eprintln!(
-            "{:.0} events/s, {} clients: published {:.0}/s, accepted {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples); server {:.2} cores, {:.3} CPU s per 10,000 events, {:.0} MB resident; {} resyncs, {} seq gaps",
+            "{:.0} events/s, {} clients: published {:.0}/s, accepted {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples; bare MQTT subscriber p50 {:.1} ms, p99 {:.1} ms); server {:.2} cores, {:.3} CPU s per 10,000 events, {:.0} MB resident; {} resyncs, {} seq gaps",
             f.rate,
             f.clients,
             f.published_per_s,
@@ -759,6 +761,8 @@ async fn latency_part(
             f.p99_ms,
             f.max_ms,
             f.samples,
+            f.bare_p50_ms,
+            f.bare_p99_ms,
             f.server_cores,
             f.cpu_s_per_10k,
             f.rss_bytes as f64 / 1e6,
@@ -794,9 +798,13 @@ struct Incoming {
     sensors: Vec<Stamped>,
 }
 
+/// A sensor in a delta (`ts_ms`), or an observation as published (`ts`).
 #[derive(Deserialize)]
 struct Stamped {
+    #[serde(default)]
     ts_ms: Option<i64>,
+    #[serde(default)]
+    ts: Option<i64>,
 }
 
 /// A square viewport of `km` around a random point of the box.
@@ -872,6 +880,49 @@ async fn client(
     Ok(log)
 }
 
+/// A bare MQTT subscriber to the observations: the latency from publish
+/// to a plain client of the same broker, the part of ours that is the
+/// publishers' and the broker's.
+async fn bare_latency(
+    url: String,
+    recording: Arc<AtomicBool>,
+    since_ms: i64,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<f32>> {
+    let mut o = ingest::mqtt_options(&url, &format!("rm-bench-e2e-bare-{since_ms}"))?;
+    o.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(o, 1_000);
+    client
+        .subscribe("rm/v1/live/sensor/+/obs", QoS::AtLeastOnce)
+        .await?;
+    let mut out = Vec::new();
+    loop {
+        let event = tokio::select! {
+            _ = stop.changed() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) if recording.load(Ordering::Relaxed) => {
+                let received_ms = wall_ms();
+                if let Ok(m) = serde_json::from_slice::<Stamped>(&p.payload)
+                    && let Some(ts) = m.ts.filter(|ts| *ts >= since_ms)
+                {
+                    out.push((received_ms - ts as f64) as f32);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // An overloaded broker may drop this reference client; the
+                // benchmark goes on with what it recorded.
+                eprintln!("bare subscriber lost the broker ({e}): its latencies end here");
+                break;
+            }
+        }
+    }
+    let _ = client.disconnect().await;
+    Ok(out)
+}
+
 /// Publishes observations of `ids` round-robin at `rate` until `stop`,
 /// each stamped with the wall clock as it is made.
 async fn paced(
@@ -899,6 +950,16 @@ async fn paced(
         tokio::time::sleep(PACE).await;
     }
     publisher.finish().await
+}
+
+/// p50, p99 and max of `xs` (all 0 when empty).
+fn percentiles(xs: &mut [f32]) -> [f64; 3] {
+    if xs.is_empty() {
+        return [0.0; 3];
+    }
+    xs.sort_by(f32::total_cmp);
+    let at = |p: f64| f64::from(xs[((xs.len() - 1) as f64 * p).round() as usize]);
+    [at(0.5), at(0.99), at(1.0)]
 }
 
 /// The resources of our server, the broker and this process at a moment.
@@ -970,6 +1031,12 @@ async fn phase(
     let per = rate / plan.publishers as f64;
     let published = Arc::new(AtomicU64::new(0));
     let (pub_stop_tx, pub_stop) = watch::channel(false);
+    let bare = tokio::spawn(bare_latency(
+        url.to_owned(),
+        recording.clone(),
+        since_ms,
+        stop.clone(),
+    ));
     let mut publishers = Vec::new();
     for p in 0..plan.publishers {
         let ids: Vec<usize> = (p..active).step_by(plan.publishers).collect();
@@ -998,6 +1065,8 @@ async fn phase(
         p.await??;
     }
     let _ = stop_tx.send(true);
+    let mut bare = bare.await??;
+    let bare_p = percentiles(&mut bare);
     let mut latencies: Vec<f32> = Vec::new();
     let (mut deltas, mut resyncs, mut seq_gaps) = (0, 0, 0);
     for r in readers {
@@ -1010,11 +1079,7 @@ async fn phase(
     if latencies.is_empty() {
         bail!("no client saw a sensor change at {rate} events/s: viewports too small?");
     }
-    latencies.sort_by(f32::total_cmp);
-    let pct = |p: f64| {
-        let i = ((latencies.len() - 1) as f64 * p).round() as usize;
-        f64::from(latencies[i])
-    };
+    let [p50_ms, p99_ms, max_ms] = percentiles(&mut latencies);
     let wall = u1.at.duration_since(u0.at).as_secs_f64();
     let accepted = u1.accepted.saturating_sub(u0.accepted) as f64;
     let server_cpu = u1.server_cpu - u0.server_cpu;
@@ -1024,9 +1089,11 @@ async fn phase(
         published_per_s: u1.published.saturating_sub(u0.published) as f64 / wall,
         accepted_per_s: accepted / wall,
         samples: latencies.len(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        max_ms: pct(1.0),
+        p50_ms,
+        p99_ms,
+        max_ms,
+        bare_p50_ms: bare_p[0],
+        bare_p99_ms: bare_p[1],
         server_cpu_s: server_cpu,
         server_cores: server_cpu / wall,
         cpu_s_per_10k: server_cpu / (accepted / 10_000.0).max(1e-9),
@@ -1128,6 +1195,8 @@ impl Report {
                 "latency_p50_ms": round(f.p50_ms, 1),
                 "latency_p99_ms": round(f.p99_ms, 1),
                 "latency_max_ms": round(f.max_ms, 1),
+                "bare_mqtt_p50_ms": round(f.bare_p50_ms, 1),
+                "bare_mqtt_p99_ms": round(f.bare_p99_ms, 1),
                 "server_cpu_s": round(f.server_cpu_s, 2),
                 "server_cores": round(f.server_cores, 3),
                 "server_cpu_s_per_10k_events": round(f.cpu_s_per_10k, 4),
