@@ -37,6 +37,9 @@ pub enum BenchCommand {
     /// Messages per second our server accepts from Mosquitto, next to a
     /// bare MQTT subscriber on the same broker (`ingest_ratio`).
     Ingest(crate::bench_ingest::IngestArgs),
+    /// The whole pipeline: ingest ratio, publish → websocket latency under
+    /// load with many clients, server CPU and memory, first-snapshot time.
+    E2e(crate::bench_e2e::E2eArgs),
 }
 
 /// Options of `bench fusion`.
@@ -62,6 +65,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Fusion(a) => fusion_bench(&a),
         BenchCommand::Ingest(a) => crate::bench_ingest::ingest_bench(&a),
+        BenchCommand::E2e(a) => crate::bench_e2e::e2e_bench(&a),
     }
 }
 

@@ -74,9 +74,17 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// Sensors the messages are spread over (each numbers its own `seq`).
 const SENSORS: usize = 1_000;
 
-struct Mosquitto {
+/// A Mosquitto of our own, stopped and cleaned up when dropped.
+pub(crate) struct Mosquitto {
     child: Child,
     dir: PathBuf,
+}
+
+impl Mosquitto {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Mosquitto {
@@ -87,7 +95,8 @@ impl Drop for Mosquitto {
     }
 }
 
-fn start_mosquitto() -> anyhow::Result<(Mosquitto, String)> {
+/// Starts Mosquitto on a free loopback port: the process and its URL.
+pub(crate) fn start_mosquitto() -> anyhow::Result<(Mosquitto, String)> {
     let bin = [
         "/usr/sbin/mosquitto",
         "/usr/local/sbin/mosquitto",
@@ -268,7 +277,7 @@ async fn bare(url: &str, n: usize, run: usize) -> anyhow::Result<f64> {
 
 /// Both subscribed to the stream as it is published: (bare, ours, publish)
 /// messages per second.
-async fn live(
+pub(crate) async fn live(
     url: &str,
     n: usize,
     run: usize,
@@ -410,7 +419,8 @@ async fn ours(url: &str, n: usize, run: usize, show_metrics: bool) -> anyhow::Re
     Ok(n as f64 / elapsed.as_secs_f64().max(1e-9))
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median (of at least one value).
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let m = xs.len() / 2;
     if xs.len() % 2 == 1 {

@@ -98,6 +98,26 @@ struct Space {
     mission: MissionLog,
     /// A drill has had its first event (and its `drill_opened` entry).
     begun: bool,
+    /// The picture's digest at a seq: every change of the picture's content
+    /// comes with a delta, so the same seq means the same digest, and the
+    /// clients that connect within one tick share one computation (it
+    /// serialises the whole picture).
+    digest: Option<(u64, String)>,
+}
+
+impl Space {
+    /// The picture's digest, computed at most once per seq.
+    fn digest(&mut self) -> String {
+        let seq = self.picture.seq();
+        match &self.digest {
+            Some((at, d)) if *at == seq => d.clone(),
+            _ => {
+                let d = self.picture.digest();
+                self.digest = Some((seq, d.clone()));
+                d
+            }
+        }
+    }
 }
 
 impl Space {
@@ -221,6 +241,7 @@ impl Driver {
                 info!(space = %name, checkpoint = %info.path.display(), "picture restored from its newest checkpoint");
                 metrics::counter!("rm_log_checkpoints_restored_total").increment(1);
                 space.picture = picture;
+                space.digest = None;
             }
             let (read, now) = replay_log(
                 &mut space.picture,
@@ -268,6 +289,7 @@ impl Driver {
                 // A drill begins with its first data, not when someone
                 // merely looks at its name; recovered ones began before.
                 begun: !drill || self.recovering,
+                digest: None,
             };
             self.spaces.insert(name.to_owned(), space);
         }
@@ -436,6 +458,7 @@ impl Driver {
             return Err(format!("no space {space:?}"));
         };
         s.picture = Picture::new(config);
+        s.digest = None;
         // Clients go on counting, and resync at once: one delta that says
         // so, then the new picture's.
         s.picture.continue_seq(seq + 1);
@@ -555,7 +578,7 @@ impl Driver {
                     };
                     SnapshotReply {
                         snapshot: s.picture.snapshot(&vp, now),
-                        digest: s.picture.digest(),
+                        digest: s.digest(),
                     }
                 });
                 let _ = reply.send(answer);
@@ -568,7 +591,10 @@ impl Driver {
                 reply,
             } => {
                 let result = match self.spaces.get_mut(&space) {
-                    Some(s) => s.picture.remove(kind, &id).map_err(|e| e.to_string()),
+                    Some(s) => {
+                        s.digest = None;
+                        s.picture.remove(kind, &id).map_err(|e| e.to_string())
+                    }
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {
@@ -616,7 +642,10 @@ impl Driver {
                         related: a.related.clone(),
                     });
                 let result = match self.spaces.get_mut(&space) {
-                    Some(s) => s.picture.ack(&alert).map_err(|e| e.to_string()),
+                    Some(s) => {
+                        s.digest = None;
+                        s.picture.ack(&alert).map_err(|e| e.to_string())
+                    }
                     None => Err(format!("no space {space:?}")),
                 };
                 if result.is_ok() {

@@ -6,6 +6,7 @@
 //! simulator (`sim`) and the all-in-one `demo`.
 
 mod bench;
+mod bench_e2e;
 mod bench_ingest;
 mod cli;
 mod config;

@@ -301,6 +301,37 @@ pub struct Delta {
     /// string carries it).
     #[serde(skip)]
     pub(crate) cells_removed_idx: Vec<h3o::CellIndex>,
+    /// Centres of `cells`, each found once for all the clients that filter
+    /// this delta (finding one costs about as much as the rest of a
+    /// client's filter per cell).
+    #[serde(skip)]
+    pub(crate) centres: CellCentres,
+}
+
+/// Lazily computed cell centres of one delta. Not part of what a delta
+/// is: two deltas compare equal whatever their caches hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CellCentres(std::sync::OnceLock<Vec<std::sync::OnceLock<h3o::LatLng>>>);
+
+impl CellCentres {
+    /// The centre of `cells[i]`.
+    pub(crate) fn get(&self, cells: &[CellView], i: usize) -> h3o::LatLng {
+        let slots = self.0.get_or_init(|| {
+            (0..cells.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect()
+        });
+        match slots.get(i) {
+            Some(slot) => *slot.get_or_init(|| h3o::LatLng::from(cells[i].h3)),
+            None => h3o::LatLng::from(cells[i].h3),
+        }
+    }
+}
+
+impl PartialEq for CellCentres {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Delta {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use h3o::{CellIndex, LatLng, Resolution};
 use thiserror::Error;
 
-use crate::view::{AlertView, CellView, Delta, IncidentView, SensorView, Snapshot, UnitView};
+use crate::view::{
+    AlertView, CellCentres, CellView, Delta, IncidentView, SensorView, Snapshot, UnitView,
+};
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -128,13 +130,19 @@ impl Viewport {
 
     /// Whether a cell at the viewport's resolution is (at least partly) inside.
     pub fn contains_cell(&self, cell: CellIndex) -> bool {
+        self.contains_cell_centred(cell, || LatLng::from(cell))
+    }
+
+    /// [`Viewport::contains_cell`] with the cell's centre from `centre`,
+    /// asked only when it is needed.
+    fn contains_cell_centred(&self, cell: CellIndex, centre: impl FnOnce() -> LatLng) -> bool {
         if cell.resolution() != self.res {
             return false;
         }
         let Some(b) = self.bbox else {
             return true;
         };
-        let center = LatLng::from(cell);
+        let center = centre();
         // Cell centres up to about one edge length outside the box can
         // still overlap it. One degree of latitude is ~111 km.
         let margin = self.res.edge_length_km() / 111.0 * 2.0;
@@ -240,8 +248,9 @@ impl ViewFilter {
         let cells: Vec<CellView> = delta
             .cells
             .iter()
-            .filter(|c| vp.contains_cell(c.h3))
-            .cloned()
+            .enumerate()
+            .filter(|(i, c)| vp.contains_cell_centred(c.h3, || delta.centres.get(&delta.cells, *i)))
+            .map(|(_, c)| c.clone())
             .collect();
         let cells_removed = delta
             .cells_removed_idx
@@ -283,6 +292,7 @@ impl ViewFilter {
             alerts,
             resync: delta.resync,
             cells_removed_idx: Vec::new(),
+            centres: CellCentres::default(),
         }
     }
 
