@@ -144,7 +144,8 @@ fn answers_mqtt(addr: SocketAddr, login: Option<&(String, String)>) -> bool {
             body.extend_from_slice(field.as_bytes());
         }
     }
-    let Ok(len) = u8::try_from(body.len()).map(|l| l.min(127)) else {
+    // One byte of remaining length: up to 127 (the login is short).
+    let Some(len) = u8::try_from(body.len()).ok().filter(|l| *l <= 127) else {
         return false;
     };
     let mut connect = vec![0x10, len];

@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use fusion::{Bbox, Viewport};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -34,7 +33,7 @@ use crate::auth::{Access, Auth, Denied};
 use crate::hub::{Hub, HubError};
 use crate::limits::{Gate, LimitsConfig};
 use crate::message::SnapshotMsg;
-use crate::viewport::{parse_bbox_param, parse_viewport};
+use crate::viewport::{parse_bbox_param, parse_viewport, within_area};
 
 /// Readiness probe: true once MQTT ingest is connected and subscribed.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -178,25 +177,6 @@ impl From<Denied> for ApiError {
     }
 }
 
-/// The viewport a client asked for, cut to the area its role allows.
-fn within(vp: Viewport, area: Option<Bbox>) -> Result<Viewport, ApiError> {
-    let Some(area) = area else {
-        return Ok(vp);
-    };
-    let bbox = match vp.bbox {
-        None => area,
-        Some(b) => area.intersect(&b).ok_or_else(|| {
-            ApiError::from(Denied::Forbidden(
-                "the requested bbox lies outside the area this token may see".into(),
-            ))
-        })?,
-    };
-    Ok(Viewport {
-        bbox: Some(bbox),
-        res: vp.res,
-    })
-}
-
 /// An error answered as `{"error": "..."}` with a status.
 #[derive(Debug)]
 pub struct ApiError(StatusCode, String);
@@ -287,7 +267,8 @@ async fn snapshot(
         .map(parse_bbox_param)
         .transpose()
         .map_err(bad)?;
-    let vp = within(parse_viewport(bbox, q.res).map_err(bad)?, area)?;
+    let vp = within_area(parse_viewport(bbox, q.res).map_err(bad)?, area)
+        .map_err(|e| ApiError::from(Denied::Forbidden(e)))?;
     let mut reply = match at {
         Some(t) => s.hub.history(&space, t, vp).await?,
         None => s.hub.snapshot(&space, vp).await?,
@@ -595,7 +576,7 @@ async fn websocket(
         }
     }
     let name = q.space.unwrap_or_else(|| fusion::space::LIVE.to_owned());
-    access.read(&name)?;
+    let area = access.read(&name)?;
     let ticket = s
         .gate
         .admit(peer.ip())
@@ -605,6 +586,7 @@ async fn websocket(
         hub: s.hub.clone(),
         space,
         access,
+        area,
         limits: s.gate.limits().clone(),
         closing: s.closing.clone(),
         ticket,

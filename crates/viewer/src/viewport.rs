@@ -16,6 +16,24 @@ pub fn parse_viewport(bbox: Option<[f64; 4]>, res: Option<u8>) -> Result<Viewpor
     Ok(Viewport { bbox, res })
 }
 
+/// The viewport a client asked for, cut to the area its role allows (none:
+/// as asked); an error when the two do not meet.
+pub fn within_area(vp: Viewport, area: Option<Bbox>) -> Result<Viewport, String> {
+    let Some(area) = area else {
+        return Ok(vp);
+    };
+    let bbox = match vp.bbox {
+        None => area,
+        Some(b) => area
+            .intersect(&b)
+            .ok_or("the requested bbox lies outside the area this token may see")?,
+    };
+    Ok(Viewport {
+        bbox: Some(bbox),
+        res: vp.res,
+    })
+}
+
 /// `w,s,e,n` as in a query string.
 pub fn parse_bbox_param(text: &str) -> Result<[f64; 4], String> {
     let parts: Vec<&str> = text.split(',').collect();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use fusion::{Delta, ViewFilter, Viewport};
+use fusion::{Bbox, Delta, ViewFilter, Viewport};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -20,7 +20,7 @@ use crate::auth::Access;
 use crate::hub::{Hub, HubError, SpaceHandle};
 use crate::limits::{self, Bucket, LimitsConfig, SUBSCRIBE_COST, Ticket};
 use crate::message::{AckedMsg, DeltaMsg, ErrorMsg, SnapshotMsg};
-use crate::viewport::parse_viewport;
+use crate::viewport::{parse_viewport, within_area};
 
 /// A client that does not take a message within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +86,8 @@ pub struct Session {
     pub space: SpaceHandle,
     /// What its token grants.
     pub access: Access,
+    /// The area it may see, if its token is limited to one.
+    pub area: Option<Bbox>,
     /// Its limits.
     pub limits: LimitsConfig,
     /// Turns true when the server stops.
@@ -101,6 +103,7 @@ struct Client {
     filter: Option<ViewFilter>,
     last_seq: u64,
     access: Access,
+    area: Option<Bbox>,
     budget: Bucket,
     refusals: u32,
 }
@@ -112,6 +115,7 @@ pub async fn serve(socket: WebSocket, session: Session) {
         hub,
         space,
         access,
+        area,
         limits,
         mut closing,
         ticket,
@@ -124,6 +128,7 @@ pub async fn serve(socket: WebSocket, session: Session) {
         filter: None,
         last_seq: 0,
         access,
+        area,
         budget: Bucket::new(limits.ws_messages_per_s, limits.ws_burst),
         refusals: 0,
     };
@@ -256,30 +261,13 @@ impl Client {
 
     /// Subscribes to the viewport cut to the area the client's role allows.
     async fn subscribe_within(&mut self, vp: Viewport) -> Flow {
-        let area = match self.access.read(&self.space.name) {
-            Ok(area) => area,
-            Err(e) => return self.refuse(&e.to_string()).await,
-        };
-        let vp = match (area, vp.bbox) {
-            (None, _) => vp,
-            (Some(a), None) => Viewport {
-                bbox: Some(a),
-                res: vp.res,
-            },
-            (Some(a), Some(b)) => match a.intersect(&b) {
-                Some(bbox) => Viewport {
-                    bbox: Some(bbox),
-                    res: vp.res,
-                },
-                None => {
-                    return self
-                        .refuse("the requested bbox lies outside the area this token may see")
-                        .await;
-                }
-            },
-        };
-        self.refusals = 0;
-        self.subscribe(vp).await
+        match within_area(vp, self.area) {
+            Ok(vp) => {
+                self.refusals = 0;
+                self.subscribe(vp).await
+            }
+            Err(e) => self.refuse(&e).await,
+        }
     }
 
     async fn ack(&mut self, alert: String) -> Flow {
@@ -316,8 +304,7 @@ impl Client {
             bbox: vp.bbox,
             res: fusion::Resolution::try_from(reply.snapshot.res).unwrap_or(vp.res),
         };
-        let area = self.access.read(&self.space.name).ok().flatten();
-        let mut filter = ViewFilter::new(served).limited_to(area);
+        let mut filter = ViewFilter::new(served).limited_to(self.area);
         let mut reply = reply;
         filter.restrict_snapshot(&mut reply.snapshot);
         self.filter = Some(filter);
