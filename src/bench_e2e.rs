@@ -224,13 +224,7 @@ fn measure(a: &E2eArgs, plan: &Plan) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (mosquitto, url) = match &a.mqtt {
-        Some(url) => (None, url.clone()),
-        None => {
-            let (m, url) = bench_ingest::start_mosquitto()?;
-            (Some(m), url)
-        }
-    };
+    let (mosquitto, url) = bench_ingest::broker_for(a.mqtt.as_deref())?;
     let broker_pid = mosquitto.as_ref().map(bench_ingest::Mosquitto::pid);
     let report = rt.block_on(async {
         let ingest = ingest_ratio(&url, plan).await?;

@@ -96,7 +96,7 @@ impl Drop for Mosquitto {
 }
 
 /// Starts Mosquitto on a free loopback port: the process and its URL.
-pub(crate) fn start_mosquitto() -> anyhow::Result<(Mosquitto, String)> {
+fn start_mosquitto() -> anyhow::Result<(Mosquitto, String)> {
     let bin = [
         "/usr/sbin/mosquitto",
         "/usr/local/sbin/mosquitto",
@@ -446,18 +446,24 @@ pub fn ingest_bench(a: &IngestArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the benchmark thread panicked"))?
 }
 
+/// The broker a benchmark uses: `mqtt` when given, else a Mosquitto of
+/// its own (stopped when the handle is dropped).
+pub(crate) fn broker_for(mqtt: Option<&str>) -> anyhow::Result<(Option<Mosquitto>, String)> {
+    Ok(match mqtt {
+        Some(url) => (None, url.to_owned()),
+        None => {
+            let (m, url) = start_mosquitto()?;
+            (Some(m), url)
+        }
+    })
+}
+
 fn measure(a: &IngestArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (_mosquitto, url) = match &a.mqtt {
-        Some(url) => (None, url.clone()),
-        None => {
-            let (m, url) = start_mosquitto()?;
-            (Some(m), url)
-        }
-    };
+    let (_mosquitto, url) = broker_for(a.mqtt.as_deref())?;
     let (mut bare_rates, mut our_rates) = (Vec::new(), Vec::new());
     rt.block_on(async {
         for run in 0..a.runs {
