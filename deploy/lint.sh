@@ -3,8 +3,8 @@
 #
 #   yamllint             every YAML file: syntax, duplicate keys, layout
 #   check-jsonschema     compose*.yaml against the Compose Specification schema
-#   kubernetes-validate  k8s/*.yaml against Kubernetes' OpenAPI schemas (strict:
-#                        unknown fields fail), offline
+#   kubernetes-validate  k8s/*.yaml against Kubernetes' OpenAPI schemas of 1.28
+#                        and the newest (strict: unknown fields fail), offline
 #   hadolint             the Containerfile
 #   systemd-analyze      the unit: verify (unknown keys, bad values) and
 #                        security (exposure must stay below 2.0)
@@ -68,6 +68,9 @@ check "deploy/compose*.yaml" check-jsonschema --builtin-schema vendor.compose-sp
 # lint_deploy.py checks its list of resources. kubernetes-validate only warns,
 # exiting 0, for a kind it has no schema for, so any output is a failure.
 mapfile -t k8s_files < <(find k8s -name '*.yaml' ! -name kustomization.yaml | sort)
+# Checked against the oldest Kubernetes they need (1.28: the pod-index label
+# the shards read) and against the newest schemas the package has.
+quiet "deploy/k8s/*.yaml" kubernetes-validate --strict --quiet -k 1.28.0 "${k8s_files[@]}"
 quiet "deploy/k8s/*.yaml" kubernetes-validate --strict --quiet "${k8s_files[@]}"
 
 check deploy/Containerfile hadolint --no-color Containerfile
