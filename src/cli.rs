@@ -30,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Publishes a scenario, a scenario file or a load to an MQTT broker.
     Sim(SimArgs),
+    /// Serves the merged picture of fusion shards (scale-out): websockets
+    /// and REST from the shards' deltas received over MQTT.
+    Gateway(GatewayArgs),
     /// Replays an event log into a drill space (in-process or via a broker).
     Replay(crate::replay::ReplayArgs),
     /// Writes a time window of the event log as one Arrow IPC file.
@@ -95,6 +98,41 @@ struct ServeArgs {
     /// from it.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Run as fusion shard I of N (0-based): own the regions `[shard]`
+    /// assigns to I, subscribe only to their region-aware topics, and
+    /// publish the picture for gateways.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// Configuration file (TOML): [http], [auth], [limits], [fusion]
+    /// resolutions (the shards' own).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides the config).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// The broker the shards publish to: mqtt://[user:pass@]host[:port].
+    #[arg(long)]
+    mqtt: String,
+    /// How many fusion shards there are (`serve --shard I/N`'s N).
+    #[arg(long)]
+    shards: u32,
+}
+
+/// `I/N`: shard I (0-based) of N.
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected I/N, e.g. 0/2"))?;
+    let i: u32 = i.parse().map_err(|_| format!("{s:?}: I is not a number"))?;
+    let n: u32 = n.parse().map_err(|_| format!("{s:?}: N is not a number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: shards are numbered 0 to N-1"));
+    }
+    Ok((i, n))
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +172,13 @@ struct SimArgs {
     /// Space to publish into: live or drill-<name>.
     #[arg(long, default_value = "live")]
     space: String,
+    /// Publish region-aware topics (rm/v1/{space}/r/{region}/…) for fusion
+    /// shards: the region is the H3 cell of the entity's position.
+    #[arg(long)]
+    regional: bool,
+    /// H3 resolution of the regions (the shards' `[shard] res`).
+    #[arg(long, default_value_t = 3, requires = "regional")]
+    region_res: u8,
     /// Scenario seconds per wall-clock second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -204,6 +249,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => serve(a).await,
+        Command::Gateway(a) => gateway(a).await,
         Command::Demo(a) => demo(a).await,
         Command::Sim(a) => sim(a).await,
         Command::Replay(a) => crate::replay::run(a, shutdown_signal()).await,
@@ -271,6 +317,14 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     if let Some(data) = a.data {
         config.log.dir = Some(data);
     }
+    if let Some((_, n)) = a.shard {
+        // Checked before anything starts: assignments beyond N are errors.
+        config.shard.map(n)?;
+        if matches!(broker, BrokerChoice::Embedded(_)) {
+            bail!("a shard needs the shared broker: --mqtt URL (or [mqtt] url)");
+        }
+    }
+    config.shard_role = a.shard;
     let shutdown = shutdown_signal();
     let running = server::start(&config, broker, http, shutdown).await?;
     println!(
@@ -279,6 +333,22 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
     running.done.await.context("server task panicked")?
+}
+
+async fn gateway(a: GatewayArgs) -> anyhow::Result<()> {
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let http = a.http.unwrap_or(config.http.listen);
+    let shutdown = shutdown_signal();
+    let gw = crate::scale::start_gateway(&config, a.mqtt, a.shards, http, shutdown).await?;
+    println!(
+        "RESCUE MATE gateway serving http://{}/ ({} shards)",
+        gw.http, a.shards
+    );
+    let _ = std::io::stdout().flush();
+    gw.done.await.context("gateway task panicked")?
 }
 
 async fn demo(a: DemoArgs) -> anyhow::Result<()> {
@@ -369,6 +439,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<()> {
             rate: a.fault_rate,
             ..a.faults.unwrap_or_default()
         },
+        regions: a.regional.then_some(a.region_res),
         ..SimOptions::default()
     };
     opts.validate()?;

@@ -50,6 +50,66 @@ pub struct Config {
     pub auth: viewer::auth::AuthConfig,
     /// What clients may cost.
     pub limits: viewer::limits::LimitsConfig,
+    /// Scale-out: regions, their shards, the shards' publications.
+    pub shard: ShardSection,
+    /// This server's shard and the number of shards (`serve --shard I/N`);
+    /// not in the file.
+    #[serde(skip)]
+    pub shard_role: Option<(u32, u32)>,
+}
+
+/// `[shard]`: how the picture is split over fusion shards (`serve --shard
+/// I/N`) and merged again by gateways (`gateway --shards N`), DESIGN §7.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardSection {
+    /// H3 resolution of the regions (3: about 12,000 km² each).
+    pub res: u8,
+    /// Only regions meeting this bbox `[w, s, e, n]` are subscribed to;
+    /// unset: the whole world (resolutions up to 3 only).
+    pub area: Option<[f64; 4]>,
+    /// Regions given to a shard explicitly (H3 index = shard number);
+    /// every other region goes to the shard its index hashes to.
+    pub assign: BTreeMap<String, u32>,
+    /// A shard publishes its whole picture (retained) this often, besides
+    /// when it starts and when a gateway asks, milliseconds.
+    pub full_every_ms: u64,
+}
+
+impl Default for ShardSection {
+    fn default() -> Self {
+        Self {
+            res: 3,
+            area: None,
+            assign: BTreeMap::new(),
+            full_every_ms: 30_000,
+        }
+    }
+}
+
+impl ShardSection {
+    /// The region map for `shards` shards.
+    pub fn map(&self, shards: u32) -> anyhow::Result<fusion::RegionMap> {
+        let res = Resolution::try_from(self.res)
+            .map_err(|_| anyhow::anyhow!("shard.res: {} is not 0..=15", self.res))?;
+        let mut assign = BTreeMap::new();
+        for (k, v) in &self.assign {
+            let cell: fusion::CellIndex = k
+                .parse()
+                .map_err(|_| anyhow::anyhow!("shard.assign: {k:?} is not an H3 cell index"))?;
+            assign.insert(cell, *v);
+        }
+        fusion::RegionMap::new(res, shards, assign).map_err(|e| anyhow::anyhow!("[shard]: {e}"))
+    }
+
+    /// The bbox of `area`, checked.
+    pub fn area(&self) -> anyhow::Result<Option<fusion::Bbox>> {
+        self.area
+            .map(|[w, s, e, n]| {
+                fusion::Bbox::new(w, s, e, n).map_err(|e| anyhow::anyhow!("shard.area: {e}"))
+            })
+            .transpose()
+    }
 }
 
 /// `[log]`: the event log (Arrow IPC segments, one folder per space).
@@ -248,6 +308,11 @@ impl Config {
         config.formats()?;
         viewer::auth::Auth::new(&config.auth).map_err(|e| anyhow::anyhow!(e))?;
         config.limits.check().map_err(|e| anyhow::anyhow!(e))?;
+        config.shard.map(u32::MAX)?;
+        config.shard.area()?;
+        if config.shard.full_every_ms < 1_000 {
+            bail!("shard.full_every_ms must be at least 1000");
+        }
         if !matches!(config.mqtt.version, 4 | 5) {
             bail!("mqtt.version must be 4 (MQTT 3.1.1) or 5");
         }
@@ -326,6 +391,7 @@ impl Config {
             max_incident_cells: self.fusion.max_incident_cells,
             retention_ms: self.fusion.retention_ms,
             max_entities: self.fusion.max_entities,
+            shard: None,
             resolutions,
             future_tolerance_ms: self.mqtt.future_tolerance_ms,
             unit_ttl_ms: self.fusion.unit_ttl_ms,

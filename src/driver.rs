@@ -134,6 +134,7 @@ struct Counters {
     applied: metrics::Counter,
     duplicate: metrics::Counter,
     outdated: metrics::Counter,
+    elsewhere: metrics::Counter,
     gaps: metrics::Counter,
     missed: metrics::Counter,
 }
@@ -146,6 +147,7 @@ impl Counters {
             applied: events("applied"),
             duplicate: events("duplicate"),
             outdated: events("outdated"),
+            elsewhere: events("handed_over"),
             gaps: metrics::counter!("rm_fusion_seq_gaps_total"),
             missed: metrics::counter!("rm_fusion_seq_missed_total"),
         }
@@ -327,6 +329,7 @@ impl Driver {
                     }
                     Outcome::Duplicate => c.duplicate.increment(1),
                     Outcome::Outdated => c.outdated.increment(1),
+                    Outcome::Elsewhere => c.elsewhere.increment(1),
                 }
             }
             Err(refusal) => {
@@ -580,6 +583,14 @@ impl Driver {
                         snapshot: s.picture.snapshot(&vp, now),
                         digest: s.digest(),
                     }
+                });
+                let _ = reply.send(answer);
+            }
+            Request::Export { space, reply } => {
+                let now = self.config.clock.now();
+                let answer = self.spaces.get_mut(&space).map(|s| {
+                    Self::flush(s, now);
+                    s.picture.export(now)
                 });
                 let _ = reply.send(answer);
             }

@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod driver;
 mod replay;
+mod scale;
 mod server;
 
 use clap::Parser;

@@ -62,7 +62,7 @@ pub(crate) fn check_protected_mode(
     Ok(())
 }
 
-fn metrics_recorder() -> Option<PrometheusHandle> {
+pub(crate) fn metrics_recorder() -> Option<PrometheusHandle> {
     // Only one recorder per process; a second server in the same process
     // (tests) shares the first one's.
     static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
@@ -116,7 +116,34 @@ pub async fn start(
         Some(_) => bail!("mqtt.ca_file is set, but the broker URL is not mqtts://"),
         None => None,
     };
-    let mut opts = ingest::mqtt_options(&url, &config.mqtt.client_id)?;
+    // Each shard keeps its own persistent session.
+    let client_id = match config.shard_role {
+        Some((i, n)) => format!("{}-shard-{i}of{n}", config.mqtt.client_id),
+        None => config.mqtt.client_id.clone(),
+    };
+    let mut picture = config.picture()?;
+    let mut filters = None;
+    if let Some((i, n)) = config.shard_role {
+        let map = config.shard.map(n)?;
+        let regions = map
+            .regions_of(i, config.shard.area()?.as_ref())
+            .map_err(|e| anyhow::anyhow!("[shard]: {e}"))?;
+        info!(
+            shard = i,
+            of = n,
+            regions = regions.len(),
+            res = u8::from(map.res()),
+            "fusion shard"
+        );
+        filters = Some(
+            regions
+                .iter()
+                .map(|r| format!("rm/v1/+/r/{r}/#"))
+                .collect::<Vec<_>>(),
+        );
+        picture.shard = Some(fusion::Ownership { map, shard: i });
+    }
+    let mut opts = ingest::mqtt_options(&url, &client_id)?;
     if let Some(t) = &tls {
         opts.set_transport(t.clone());
     }
@@ -141,7 +168,7 @@ pub async fn start(
         DriverConfig {
             tick: config.tick(),
             ring: config.http.ws_ring,
-            picture: config.picture()?,
+            picture,
             clock: Clock::Wall,
             retention_ms: config.log.retention_ms,
         },
@@ -190,10 +217,13 @@ pub async fn start(
     let link = Arc::new(LinkStatus::default());
     let mut ingest_config = IngestConfig::new(decoder);
     ingest_config.share_group = config.mqtt.share_group.clone();
+    if let Some(f) = filters {
+        ingest_config.filters = f;
+    }
     ingest_config.logged = logged;
     let session: Session = match config.mqtt.version {
         5 => {
-            let mut o5 = ingest::mqtt::mqtt5_options(&url, &config.mqtt.client_id)?;
+            let mut o5 = ingest::mqtt::mqtt5_options(&url, &client_id)?;
             if let Some(t) = tls {
                 o5.set_transport(t);
             }
@@ -209,6 +239,16 @@ pub async fn start(
         stopped(shutdown.clone()),
     ));
 
+    let fanout = config.shard_role.map(|(i, _)| {
+        tokio::spawn(crate::scale::publish_shard(
+            hub.clone(),
+            url.clone(),
+            format!("{client_id}-pictures"),
+            i,
+            std::time::Duration::from_millis(config.shard.full_every_ms),
+            shutdown.clone(),
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("cannot listen on {http}"))?;
@@ -226,6 +266,9 @@ pub async fn start(
             .await
             .context("HTTP server failed")?;
         let _ = ingest_task.await;
+        if let Some(f) = fanout {
+            let _ = f.await;
+        }
         let _ = driver_task.await;
         Ok(())
     });

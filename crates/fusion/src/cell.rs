@@ -17,6 +17,8 @@
 //! holds one unit type or one sensor kind): names are interned ids, "no
 //! time" and "no value" are sentinels instead of options.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use smallvec::SmallVec;
 
@@ -28,7 +30,7 @@ use crate::view::StatusClass;
 const NO_TIME: EpochMs = EpochMs::MIN;
 
 /// Sensors of one kind inside a cell, as shown.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct KindAgg {
     /// Number of sensors.
     pub n: u32,
@@ -472,6 +474,42 @@ impl CellAgg {
                 exact
             }
         }
+    }
+
+    /// An aggregate as another picture showed it (a shard's cell received
+    /// by a gateway), its names interned in `names`.
+    pub(crate) fn from_shown(
+        counts: [u32; 5],
+        unit_types: &BTreeMap<String, u32>,
+        kinds: &BTreeMap<String, KindAgg>,
+        hazard: u8,
+        newest_ms: Option<EpochMs>,
+        names: &mut crate::names::Names,
+    ) -> CellAgg {
+        let [available, on_mission, unavailable, unknown, incidents] = counts;
+        let mut a = CellAgg {
+            units_available: available,
+            units_on_mission: on_mission,
+            units_unavailable: unavailable,
+            units_unknown: unknown,
+            incidents,
+            newest: newest_ms.unwrap_or(NO_TIME),
+            hazard,
+            names: SmallVec::new(),
+        };
+        for (name, n) in unit_types {
+            a.add_entry(KindEntry::unit_type(names.intern(name), *n));
+        }
+        for (name, k) in kinds {
+            a.add_entry(KindEntry {
+                max_value: k.max_value.unwrap_or(f64::NAN),
+                n: k.n,
+                id: names.intern(name),
+                max_level: k.max_level,
+                sensor: true,
+            });
+        }
+        a
     }
 
     /// Merges another aggregate into this one.

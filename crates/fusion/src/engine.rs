@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use thiserror::Error;
 
@@ -48,6 +47,15 @@ const HYSTERESIS_MIN: f64 = 0.01;
 /// Levels are 0–4.
 const MAX_LEVEL: u8 = 4;
 
+/// The resolution of `served` closest to `res` (8 when none is served).
+pub(crate) fn nearest_resolution(served: &[Resolution], res: u8) -> Resolution {
+    served
+        .iter()
+        .copied()
+        .min_by_key(|r| u8::from(*r).abs_diff(res))
+        .unwrap_or(Resolution::Eight)
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct PictureConfig {
@@ -80,6 +88,10 @@ pub struct PictureConfig {
     /// event about a new id beyond it is refused and raises a `capacity`
     /// alert (a flood of invented ids must not take the memory).
     pub max_entities: usize,
+    /// A shard of a scaled-out deployment (DESIGN §7): the regions this
+    /// picture owns. A unit whose position lies elsewhere is handed over
+    /// (it leaves this picture); None holds everything.
+    pub shard: Option<crate::regions::Ownership>,
 }
 
 impl PictureConfig {
@@ -121,6 +133,7 @@ impl Default for PictureConfig {
             requirements: BTreeMap::new(),
             sources: SourceConfig::default(),
             max_entities: 1_000_000,
+            shard: None,
         }
     }
 }
@@ -177,6 +190,9 @@ pub enum Outcome {
     Duplicate,
     /// Older than the entity's state: kept out of it.
     Outdated,
+    /// A position in a region another shard owns: the unit left this
+    /// picture (if it was in it).
+    Elsewhere,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -511,11 +527,7 @@ impl Picture {
 
     /// The served resolution closest to `res`.
     pub fn nearest_resolution(&self, res: u8) -> Resolution {
-        self.resolutions
-            .iter()
-            .copied()
-            .min_by_key(|r| u8::from(*r).abs_diff(res))
-            .unwrap_or(Resolution::Eight)
+        nearest_resolution(&self.resolutions, res)
     }
 
     /// Applies one event at picture time `now_ms`.
@@ -987,6 +999,16 @@ impl Picture {
     fn unit_pos(&mut self, p: &UnitPos) -> Result<Outcome, Refusal> {
         let reported =
             LatLng::new(p.lat, p.lon).map_err(|e| Refusal::BadPosition(e.to_string()))?;
+        if self
+            .config
+            .shard
+            .as_ref()
+            .is_some_and(|o| !o.owns(p.lat, p.lon))
+        {
+            // Handed over: the shard owning the new region takes the unit.
+            let _ = self.remove(EntityKind::Unit, &p.id);
+            return Ok(Outcome::Elsewhere);
+        }
         let id = self.unit_id(&p.id);
         let id = id.as_ref();
         let before = self.presence(id);
@@ -1668,49 +1690,56 @@ impl Picture {
     /// tick timing (seq). The same events in the same order give the same
     /// digest. Reflects the state as of the last flush.
     pub fn digest(&self) -> String {
-        #[derive(Serialize)]
-        struct Canonical<'a> {
-            sensors: Vec<SensorView>,
-            units: Vec<UnitView>,
-            incidents: Vec<&'a IncidentView>,
-            cells: Vec<CellView>,
-            alerts: Vec<&'a AlertView>,
-        }
+        let cells: Vec<CellView> = self
+            .cells
+            .iter()
+            .map(|(c, agg)| self.cell_view(c, agg))
+            .collect();
+        crate::mosaic::canonical_digest(
+            self.sensors
+                .sorted()
+                .into_iter()
+                .map(|(id, s)| self.sensor_view(id, s, None))
+                .collect(),
+            self.units
+                .sorted()
+                .into_iter()
+                .map(|(id, u)| self.unit_view(id, u, None))
+                .collect(),
+            self.incidents
+                .sorted()
+                .into_iter()
+                .map(|(_, i)| &i.view)
+                .collect(),
+            cells,
+            self.alerts.values().collect(),
+        )
+    }
+
+    /// Everything in the picture as one delta (every cell at every
+    /// resolution, every entity and alert, freshness as of `now_ms`): what a
+    /// shard publishes for gateways to start from.
+    pub fn export(&self, now_ms: EpochMs) -> Delta {
+        let everything = Viewport {
+            bbox: None,
+            res: self.resolutions[0],
+        };
+        let s = self.snapshot(&everything, now_ms);
         let mut cells: Vec<CellView> = self
             .cells
             .iter()
             .map(|(c, agg)| self.cell_view(c, agg))
             .collect();
         cells.sort_unstable_by_key(|c| c.h3);
-        let canonical = Canonical {
-            sensors: self
-                .sensors
-                .sorted()
-                .into_iter()
-                .map(|(id, s)| self.sensor_view(id, s, None))
-                .collect(),
-            units: self
-                .units
-                .sorted()
-                .into_iter()
-                .map(|(id, u)| self.unit_view(id, u, None))
-                .collect(),
-            incidents: self
-                .incidents
-                .sorted()
-                .into_iter()
-                .map(|(_, i)| &i.view)
-                .collect(),
+        Delta {
+            seq: s.seq,
             cells,
-            alerts: self.alerts.values().collect(),
-        };
-        let mut hasher = Sha256::new();
-        // Serialising plain structs of strings and numbers cannot fail; a
-        // failure would only make the digest cover less, never panic.
-        if let Ok(bytes) = serde_json::to_vec(&canonical) {
-            hasher.update(&bytes);
+            units: s.units,
+            sensors: s.sensors,
+            incidents: s.incidents,
+            alerts: s.alerts,
+            ..Delta::default()
         }
-        hex::encode(hasher.finalize())
     }
 
     /// Bytes held by the cell index (aggregates at every resolution, member

@@ -142,7 +142,7 @@ pub(crate) struct Fix {
 }
 
 /// One source's part in a unit's fused position, as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SourceView {
     /// The source.
     pub source: Arc<str>,
@@ -157,7 +157,7 @@ pub struct SourceView {
     /// Its share of the fused position, 0–1.
     pub weight: f64,
     /// Moved faster than the unit type can: down-weighted.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jump: bool,
 }
 

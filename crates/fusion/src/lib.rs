@@ -19,7 +19,9 @@ mod event;
 mod fix;
 mod freshness;
 mod journal;
+pub mod mosaic;
 mod names;
+pub mod regions;
 mod registry;
 pub mod space;
 mod status;
@@ -39,8 +41,10 @@ pub use event::{
 };
 pub use fix::{SourceConfig, SourceView};
 pub use freshness::Freshness;
-pub use h3o::Resolution;
+pub use h3o::{CellIndex, Resolution};
 pub use journal::{Journal, JournalEntry};
+pub use mosaic::{Mosaic, MosaicError, ShardDelta};
+pub use regions::{Ownership, RegionMap};
 pub use status::{StatusMeaning, StatusTable};
 pub use view::{
     AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,

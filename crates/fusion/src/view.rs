@@ -119,7 +119,7 @@ impl Serialize for CellView {
 }
 
 /// A sensor as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SensorView {
     /// Sensor id.
     pub id: Arc<str>,
@@ -151,12 +151,16 @@ pub struct SensorView {
     pub quality: Quality,
     /// Why it is not `ok` (`out_of_range`, `spike`, `flat_line`,
     /// `after_suspect`, `neighbours_disagree`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quality_reason: Option<&'static str>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_reason"
+    )]
+    pub quality_reason: Option<ReasonText>,
 }
 
 /// A unit as shown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct UnitView {
     /// Unit id.
     pub id: Arc<str>,
@@ -209,12 +213,30 @@ pub struct UnitView {
     pub status_age_ms: Option<i64>,
     /// The sources that reported a position, each with its last fix and its
     /// share of the fused position (`lat`/`lon`/`accuracy` above).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceView>,
     /// Two sources disagree beyond their accuracies (a position-conflict
     /// alert was raised).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub conflict: bool,
+}
+
+/// A quality reason (a name for the type keeps serde from taking the field
+/// for a borrowed string).
+pub type ReasonText = &'static str;
+
+/// Reads a quality reason another picture showed (one of the reasons this
+/// engine gives; anything else reads as none).
+fn known_reason<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReasonText>, D::Error> {
+    const REASONS: [&str; 5] = [
+        "out_of_range",
+        "spike",
+        "flat_line",
+        "after_suspect",
+        "neighbours_disagree",
+    ];
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(text.and_then(|t| REASONS.iter().copied().find(|r| *r == t)))
 }
 
 /// An incident as shown.

@@ -708,7 +708,7 @@ fn verdict_of(r: &Result<Outcome, Refusal>) -> Verdict {
         // A gap in the source's sequence numbers is reported, but the
         // observation is taken all the same.
         Ok(Outcome::Applied | Outcome::Gap(_)) => Verdict::Taken,
-        Ok(Outcome::Duplicate | Outcome::Outdated) => Verdict::Dropped,
+        Ok(Outcome::Duplicate | Outcome::Outdated | Outcome::Elsewhere) => Verdict::Dropped,
         Err(Refusal::FromTheFuture { .. }) => Verdict::Refused,
         Err(other) => panic!("unexpected refusal: {other}"),
     }

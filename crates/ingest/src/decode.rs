@@ -90,6 +90,19 @@ impl Decoder {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(DecodeError::TooLarge(payload.len()));
         }
+        if let Some(plain) = topic::strip_region(topic)? {
+            return self.decode_plain(&plain, payload, received_ms);
+        }
+        self.decode_plain(topic, payload, received_ms)
+    }
+
+    /// [`Decoder::decode`] of a topic without a region.
+    fn decode_plain(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_ms: i64,
+    ) -> Result<Decoded, DecodeError> {
         for (format, pattern) in &self.formats.routes {
             let Some(captures) = pattern.matches(topic) else {
                 continue;
@@ -412,6 +425,16 @@ mod tests {
         let mut events = Decoder::default().decode(topic, payload.as_bytes(), NOW)?;
         assert_eq!(events.len(), 1, "one native message, one event");
         Ok(events.remove(0))
+    }
+
+    #[test]
+    fn region_aware_topics_decode_like_their_contract_topics() {
+        let payload = r#"{"ts":1794990400000,"lat":53.55,"lon":9.99}"#;
+        let plain = dec("rm/v1/live/unit/u1/pos", payload).expect("valid");
+        let regional = dec("rm/v1/live/r/831f15fffffffff/unit/u1/pos", payload).expect("valid");
+        assert_eq!(plain, regional);
+        let err = dec("rm/v1/live/r/nowhere/unit/u1/pos", payload).expect_err("bad region");
+        assert_eq!(err.reason(), "bad_topic");
     }
 
     #[test]

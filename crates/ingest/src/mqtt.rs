@@ -20,6 +20,8 @@ use crate::wire::{DeadLetterMsg, MAX_PAYLOAD_BYTES, WireTime, dead_letter_topic}
 
 /// Default subscription: the whole native contract, every space.
 pub const NATIVE_FILTER: &str = "rm/v1/#";
+/// Topic filters per SUBSCRIBE packet.
+const SUBSCRIBE_BATCH: usize = 200;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The broker may deliver more than we accept; what is larger than this is
@@ -333,13 +335,20 @@ impl Link {
         }
     }
 
-    fn subscribe(&self, filter: &str) -> Result<(), String> {
+    /// Asks for QoS 1 subscriptions to `filters` in one SUBSCRIBE.
+    fn subscribe(&self, filters: &[String]) -> Result<(), String> {
         match self {
             Link::V311(c, _) => c
-                .try_subscribe(filter, QoS::AtLeastOnce)
+                .try_subscribe_many(
+                    filters
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+                )
                 .map_err(|e| e.to_string()),
             Link::V5(c, _) => c
-                .try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)
+                .try_subscribe_many(filters.iter().map(|f| {
+                    v5::mqttbytes::v5::Filter::new(f.clone(), v5::mqttbytes::QoS::AtLeastOnce)
+                }))
                 .map_err(|e| e.to_string()),
         }
     }
@@ -548,6 +557,7 @@ pub async fn run(
     let mut link = Link::new(session.into());
     let mut backoff = BACKOFF_MIN;
     let mut ever_subscribed = false;
+    let mut pending_subacks = 0usize;
     // Each event with the message to acknowledge once it is with fusion
     // (the last event of a message carries it).
     let mut backlog: VecDeque<(Envelope, Option<Msg>)> = VecDeque::new();
@@ -605,16 +615,30 @@ pub async fn run(
                     );
                 }
                 status.subscribed.store(false, Ordering::Relaxed);
-                for f in &config.filters {
-                    let filter = match &config.share_group {
+                let filters: Vec<String> = config
+                    .filters
+                    .iter()
+                    .map(|f| match &config.share_group {
                         Some(g) => format!("$share/{g}/{f}"),
                         None => f.clone(),
-                    };
-                    match link.subscribe(&filter) {
-                        Ok(()) => info!(%filter, "subscribing (QoS 1)"),
+                    })
+                    .collect();
+                // A shard subscribes to thousands of regions: a few
+                // hundred filters per SUBSCRIBE.
+                pending_subacks = 0;
+                for chunk in filters.chunks(SUBSCRIBE_BATCH) {
+                    match link.subscribe(chunk) {
+                        Ok(()) => {
+                            pending_subacks += 1;
+                            if chunk.len() == 1 {
+                                info!(filter = %chunk[0], "subscribing (QoS 1)");
+                            } else {
+                                info!(filters = chunk.len(), first = %chunk[0], "subscribing (QoS 1)");
+                            }
+                        }
                         Err(e) => {
                             metrics::counter!("rm_mqtt_subscriptions_refused_total").increment(1);
-                            warn!(%filter, error = %e, "subscribe request failed");
+                            warn!(first = %chunk[0], error = %e, "subscribe request failed");
                         }
                     }
                 }
@@ -625,8 +649,11 @@ pub async fn run(
                         .increment(refused as u64);
                     warn!(refused, "the broker refused a subscription");
                 }
-                ever_subscribed = true;
-                status.subscribed.store(true, Ordering::Relaxed);
+                pending_subacks = pending_subacks.saturating_sub(1);
+                if pending_subacks == 0 {
+                    ever_subscribed = true;
+                    status.subscribed.store(true, Ordering::Relaxed);
+                }
             }
             Ok(Incoming::Message(m)) => {
                 match handle(

@@ -54,6 +54,47 @@ pub fn space_of(topic: &str) -> Option<&str> {
     valid_space(space).then_some(space)
 }
 
+/// The level that starts a region-aware topic's region (DESIGN §7):
+/// `rm/v1/{space}/r/{region}/…`, where `region` is the H3 cell (resolution
+/// 3 unless configured otherwise) of the entity's position and `…` any
+/// topic of the contract after the space.
+pub const REGION_LEVEL: &str = "r";
+
+/// A region-aware topic without its region: `Ok(None)` for a topic
+/// without one, an error for a region that is not an H3 cell index.
+pub fn strip_region(topic: &str) -> Result<Option<String>, DecodeError> {
+    let Some(rest) = topic
+        .strip_prefix(TOPIC_ROOT)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Ok(None);
+    };
+    let mut parts = rest.splitn(4, '/');
+    let (Some(space), Some(REGION_LEVEL), Some(region), Some(tail)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(None);
+    };
+    if region.parse::<h3o::CellIndex>().is_err() {
+        return Err(DecodeError::Topic(format!(
+            "{:?}: region {:?} is not an H3 cell index",
+            topic.chars().take(120).collect::<String>(),
+            region.chars().take(20).collect::<String>()
+        )));
+    }
+    Ok(Some(format!("{TOPIC_ROOT}/{space}/{tail}")))
+}
+
+/// The region-aware form of a contract topic: `region` inserted after the
+/// space (None for a topic outside `rm/v1/{space}/`).
+pub fn with_region(topic: &str, region: &str) -> Option<String> {
+    let rest = topic.strip_prefix(TOPIC_ROOT)?.strip_prefix('/')?;
+    let (space, tail) = rest.split_once('/')?;
+    Some(format!(
+        "{TOPIC_ROOT}/{space}/{REGION_LEVEL}/{region}/{tail}"
+    ))
+}
+
 /// Parses a native topic.
 pub fn parse(topic: &str) -> Result<Topic<'_>, DecodeError> {
     let bad = |why: &str| DecodeError::Topic(format!("{topic:?}: {why}"));
@@ -119,5 +160,28 @@ mod tests {
         assert!(!valid_id(&"a".repeat(65)));
         assert_eq!(space_of("rm/v1/drill-x/garbage"), Some("drill-x"));
         assert_eq!(space_of("rm/v1/NOPE/garbage"), None);
+    }
+
+    #[test]
+    fn region_aware_topics_strip_to_the_contract() {
+        let t = with_region("rm/v1/live/unit/u1/pos", "831f15fffffffff").expect("contract topic");
+        assert_eq!(t, "rm/v1/live/r/831f15fffffffff/unit/u1/pos");
+        assert_eq!(
+            strip_region(&t).expect("valid region").as_deref(),
+            Some("rm/v1/live/unit/u1/pos")
+        );
+        assert_eq!(
+            strip_region("rm/v1/live/unit/u1/pos").expect("no region"),
+            None
+        );
+        assert_eq!(
+            strip_region("rm/v1/live/r/831f15fffffffff").expect("too short"),
+            None
+        );
+        assert!(matches!(
+            strip_region("rm/v1/live/r/hamburg/unit/u1/pos"),
+            Err(DecodeError::Topic(_))
+        ));
+        assert_eq!(with_region("other/x", "831f15fffffffff"), None);
     }
 }

@@ -40,6 +40,15 @@ pub fn unit_status_topic(space: &str, id: &str) -> String {
 pub fn incident_topic(space: &str, id: &str) -> String {
     format!("{TOPIC_ROOT}/{space}/incident/{id}")
 }
+/// The region (H3 cell at `res`, as its index string) a position lies in,
+/// for region-aware topics ([`crate::topic::with_region`]); None for an
+/// invalid position or resolution.
+pub fn region_of(lat: f64, lon: f64, res: u8) -> Option<String> {
+    let res = h3o::Resolution::try_from(res).ok()?;
+    let p = h3o::LatLng::new(lat, lon).ok()?;
+    Some(p.to_cell(res).to_string())
+}
+
 /// Topic ingest publishes refused messages to.
 pub fn dead_letter_topic(space: &str) -> String {
     format!("{TOPIC_ROOT}/{space}/dead-letter")

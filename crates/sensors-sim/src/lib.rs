@@ -31,6 +31,7 @@ mod geo;
 mod load;
 mod motion;
 mod publish;
+pub mod regional;
 mod rng;
 mod scenario;
 mod scenario_file;
@@ -96,6 +97,9 @@ pub struct SimOptions {
     pub load: Option<LoadOptions>,
     /// Faults to inject (none by default).
     pub faults: Faults,
+    /// Publish region-aware topics with regions of this H3 resolution
+    /// (DESIGN §7: for fusion shards); None publishes the plain contract.
+    pub regions: Option<u8>,
 }
 
 impl Default for SimOptions {
@@ -111,6 +115,7 @@ impl Default for SimOptions {
             file: None,
             load: None,
             faults: Faults::default(),
+            regions: None,
         }
     }
 }
@@ -152,6 +157,18 @@ impl SimOptions {
                  only: use native, senml or cot for a drill space"
                     .to_owned(),
             ));
+        }
+        if let Some(res) = self.regions {
+            if res > 15 {
+                return Err(SimError::InvalidOptions(format!(
+                    "region resolution must be an H3 resolution 0-15, got {res}"
+                )));
+            }
+            if self.format != Format::Native {
+                return Err(SimError::InvalidOptions(
+                    "region-aware topics are published in the native format only".to_owned(),
+                ));
+            }
         }
         if self.tick.is_zero() {
             return Err(SimError::InvalidOptions(

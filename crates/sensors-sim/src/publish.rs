@@ -75,6 +75,7 @@ pub async fn run(
     let mut connection = tokio::spawn(drive_connection(eventloop, link_tx, Arc::clone(&stopping)));
 
     let mut translator = Translator::new(opts.format);
+    let mut regions = opts.regions.map(crate::regional::Regionalizer::new);
     let mut injector = Injector::new(opts.faults, opts.seed);
     let mut report = SimReport::default();
     let started = Instant::now();
@@ -118,6 +119,10 @@ pub async fn run(
         let out: Vec<Msg> = msgs
             .into_iter()
             .flat_map(|m| translator.translate(m))
+            .flat_map(|m| match regions.as_mut() {
+                Some(r) => r.route(m),
+                None => vec![m],
+            })
             .collect();
         let total = out.len() as u64;
         for (i, msg) in out.into_iter().enumerate() {

@@ -53,6 +53,14 @@ pub enum Request {
         /// Gets the snapshot, or None when the space does not exist.
         reply: oneshot::Sender<Option<SnapshotReply>>,
     },
+    /// Everything in a space as one delta (every cell at every
+    /// resolution): what a fusion shard publishes for its gateways.
+    Export {
+        /// The space.
+        space: String,
+        /// Gets the picture, or None when the space does not exist.
+        reply: oneshot::Sender<Option<Delta>>,
+    },
     /// Remove a unit or sensor (operator decision).
     Remove {
         /// The space.
@@ -249,6 +257,18 @@ impl Hub {
         self.ask(|reply| Request::Snapshot {
             space: space.to_owned(),
             viewport,
+            reply,
+        })
+        .await?
+        .ok_or_else(|| HubError::UnknownSpace(space.to_owned()))
+    }
+
+    /// Everything in an existing `space` as one delta, consistent with the
+    /// deltas' seq (see [`Request::Export`]).
+    pub async fn export(&self, space: &str) -> Result<Delta, HubError> {
+        check_space(space)?;
+        self.ask(|reply| Request::Export {
+            space: space.to_owned(),
             reply,
         })
         .await?
