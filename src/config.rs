@@ -410,6 +410,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_container_config_parses() {
+        // deploy/lint.sh keeps the Kubernetes ConfigMap equal to this file.
+        let c = Config::parse(include_str!("../deploy/compose.toml"))
+            .expect("deploy/compose.toml is valid");
+        assert_eq!(c.http.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.auth.tokens.len(), 2);
+        assert!(c.log.dir.is_some());
+        viewer::auth::Auth::new(&c.auth).expect("its tokens are valid");
+    }
+
+    #[test]
+    fn shard_settings_are_checked() {
+        let c = Config::parse(
+            "[shard]\nres = 8\narea = [9.7, 53.4, 10.3, 53.7]\n[shard.assign]\n\"881f15ae87fffff\" = 1\n",
+        )
+        .expect("valid");
+        let map = c.shard.map(2).expect("two shards");
+        assert_eq!(u8::from(map.res()), 8);
+        assert!(c.shard.map(1).is_err(), "shard 1 of 1 does not exist");
+        assert!(Config::parse("[shard]\nres = 16\n").is_err());
+        assert!(Config::parse("[shard.assign]\nhamburg = 0\n").is_err());
+        assert!(Config::parse("[shard]\narea = [9.0, 54.0, 10.0, 53.0]\n").is_err());
+        assert!(Config::parse("[shard]\nfull_every_ms = 10\n").is_err());
+    }
+
+    #[test]
     fn the_deploy_example_parses() {
         let text = include_str!("../deploy/rescuemate.toml");
         let c = Config::parse(text).expect("deploy/rescuemate.toml is valid");
@@ -420,6 +446,8 @@ mod tests {
         assert!(c.auth.tokens.is_empty(), "the example configures no token");
         assert_eq!(c.limits.ws_clients_per_ip, 64);
         assert_eq!(c.fusion.max_entities, 1_000_000);
+        assert_eq!(c.shard.res, 3);
+        assert!(c.shard.area.is_none() && c.shard.assign.is_empty());
         assert!(c.mqtt.embedded_users.is_empty());
         assert_eq!(c.sectors.len(), 1);
         assert_eq!(c.requirements["FEU3"], ["HLF", "DLK"]);

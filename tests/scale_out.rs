@@ -320,6 +320,41 @@ async fn sharded_picture_merges_to_the_single_node_digest() {
         )
         .await;
     }
+
+    // A gateway serves the merged picture; what changes a shard's own
+    // records belongs to the shard...
+    let refused = http_delete(gw_a_addr, "/api/v1/live/units/load-u-000001");
+    assert!(
+        (400..500).contains(&refused),
+        "removal on a gateway: {refused}"
+    );
+    // ...except acknowledging an alert, which goes to its shard and comes
+    // back to every gateway.
+    let alert = eventually("an alert on the gateway", Duration::from_secs(10), || {
+        snapshot(gw_a_addr, "live")?["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["acked"] == false && a["id"].as_str().is_some_and(|id| id.contains("-A")))
+            .and_then(|a| a["id"].as_str().map(str::to_owned))
+    })
+    .await;
+    assert_eq!(
+        http_post(gw_a_addr, &format!("/api/v1/live/alerts/{alert}/ack")),
+        204,
+        "ack {alert} via a gateway"
+    );
+    eventually(
+        "the acknowledgement reaches the other gateway",
+        Duration::from_secs(10),
+        || {
+            snapshot(gw_b_addr, "live")?["alerts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["id"] == alert.as_str() && a["acked"] == true)
+                .then_some(())
+        },
+    )
+    .await;
     drop(gw_b);
     drop(shard0);
     for d in data.iter().chain([&dir]) {
