@@ -272,8 +272,11 @@ impl Server {
         let config = dir.join("rescuemate.toml");
         std::fs::write(
             &config,
+            // Every benchmark client comes from loopback: the per-address
+            // limit (64 by default) would refuse all but the first 64.
             format!(
-                "[mqtt]\nclient_id = \"rm-bench-e2e-{name}-{}\"\n",
+                "[mqtt]\nclient_id = \"rm-bench-e2e-{name}-{}\"\n\
+                 [limits]\nws_clients = 100000\nws_clients_per_ip = 100000\n",
                 std::process::id()
             ),
         )?;
@@ -1009,11 +1012,27 @@ async fn phase(
     }
     drop(ready_tx);
     tokio::time::timeout(PATIENCE, async {
-        for _ in 0..clients {
-            ready
-                .recv()
-                .await
-                .context("a client failed before its snapshot")?;
+        let mut got = 0;
+        let mut check = tokio::time::interval(Duration::from_millis(200));
+        while got < clients {
+            tokio::select! {
+                r = ready.recv() => {
+                    r.context("a client failed before its snapshot")?;
+                    got += 1;
+                }
+                _ = check.tick() => {
+                    // A client that ended before its snapshot (refused,
+                    // closed) would otherwise be waited for in vain.
+                    if let Some(i) = readers.iter().position(|h| h.is_finished()) {
+                        let why = match (&mut readers[i]).await {
+                            Ok(Err(e)) => format!("{e:#}"),
+                            Ok(Ok(_)) => "it stopped".to_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        bail!("client {i} ended before its snapshot: {why}");
+                    }
+                }
+            }
         }
         anyhow::Ok(())
     })

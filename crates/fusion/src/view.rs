@@ -3,7 +3,7 @@
 //! websocket and REST contract (DESIGN §5): change them only additively.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
@@ -330,24 +330,109 @@ pub struct Delta {
     pub(crate) centres: CellCentres,
 }
 
-/// Lazily computed cell centres of one delta. Not part of what a delta
-/// is: two deltas compare equal whatever their caches hold.
+/// Lazily computed indexes of one delta, shared by every client that
+/// filters it: cell centres, and per resolution the cells (and once the
+/// positioned units and sensors) sorted by latitude, so that a client looks
+/// only at the band of latitudes its viewport covers instead of at every
+/// change. Not part of what a delta is: two deltas compare equal whatever
+/// their caches hold.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CellCentres(std::sync::OnceLock<Vec<std::sync::OnceLock<h3o::LatLng>>>);
+pub(crate) struct CellCentres {
+    centres: OnceLock<Vec<OnceLock<h3o::LatLng>>>,
+    /// Per resolution: (latitude of the centre, index in `cells`).
+    cells_by_lat: [OnceLock<Vec<(f64, u32)>>; 16],
+    units_by_lat: OnceLock<Vec<(f64, u32)>>,
+    sensors_by_lat: OnceLock<Vec<(f64, u32)>>,
+    unit_ids: OnceLock<IdIndex>,
+    sensor_ids: OnceLock<IdIndex>,
+}
+
+/// Index in a delta's list by id.
+pub(crate) type IdIndex = std::collections::HashMap<Arc<str>, u32, ahash::RandomState>;
+
+/// Items sorted by latitude: (latitude, index).
+fn by_lat(points: impl Iterator<Item = (Option<f64>, usize)>) -> Vec<(f64, u32)> {
+    let mut v: Vec<(f64, u32)> = points
+        .filter_map(|(lat, i)| Some((lat?, u32::try_from(i).ok()?)))
+        .filter(|(lat, _)| lat.is_finite())
+        .collect();
+    v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// The entries of `sorted` with a latitude in `[south, north]`.
+pub(crate) fn lat_band(sorted: &[(f64, u32)], south: f64, north: f64) -> &[(f64, u32)] {
+    let lo = sorted.partition_point(|(lat, _)| *lat < south);
+    let hi = sorted.partition_point(|(lat, _)| *lat <= north);
+    &sorted[lo..hi.max(lo)]
+}
 
 impl CellCentres {
     /// The centre of `cells[i]`.
     pub(crate) fn get(&self, cells: &[CellView], i: usize) -> h3o::LatLng {
-        let slots = self.0.get_or_init(|| {
-            (0..cells.len())
-                .map(|_| std::sync::OnceLock::new())
-                .collect()
-        });
+        let slots = self
+            .centres
+            .get_or_init(|| (0..cells.len()).map(|_| OnceLock::new()).collect());
         match slots.get(i) {
             Some(slot) => *slot.get_or_init(|| h3o::LatLng::from(cells[i].h3)),
             None => h3o::LatLng::from(cells[i].h3),
         }
     }
+
+    /// The cells at `res`, sorted by the latitude of their centres.
+    pub(crate) fn cells_at(&self, cells: &[CellView], res: h3o::Resolution) -> &[(f64, u32)] {
+        self.cells_by_lat[usize::from(u8::from(res)).min(15)].get_or_init(|| {
+            by_lat(
+                cells
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.h3.resolution() == res)
+                    .map(|(i, _)| (Some(self.get(cells, i).lat()), i)),
+            )
+        })
+    }
+
+    /// Positioned units by latitude.
+    pub(crate) fn units(&self, units: &[UnitView]) -> &[(f64, u32)] {
+        self.units_by_lat.get_or_init(|| {
+            by_lat(
+                units
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (u.lat.filter(|_| u.lon.is_some()), i)),
+            )
+        })
+    }
+
+    /// Positioned sensors by latitude.
+    pub(crate) fn sensors(&self, sensors: &[SensorView]) -> &[(f64, u32)] {
+        self.sensors_by_lat.get_or_init(|| {
+            by_lat(
+                sensors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.lat.filter(|_| s.lon.is_some()), i)),
+            )
+        })
+    }
+
+    /// Units by id.
+    pub(crate) fn unit_ids(&self, units: &[UnitView]) -> &IdIndex {
+        self.unit_ids
+            .get_or_init(|| ids(units.iter().map(|u| &u.id)))
+    }
+
+    /// Sensors by id.
+    pub(crate) fn sensor_ids(&self, sensors: &[SensorView]) -> &IdIndex {
+        self.sensor_ids
+            .get_or_init(|| ids(sensors.iter().map(|s| &s.id)))
+    }
+}
+
+fn ids<'a>(list: impl Iterator<Item = &'a Arc<str>>) -> IdIndex {
+    list.enumerate()
+        .filter_map(|(i, id)| Some((id.clone(), u32::try_from(i).ok()?)))
+        .collect()
 }
 
 impl PartialEq for CellCentres {

@@ -2,14 +2,20 @@
 //! and one resolution), and the per-client filter that cuts the global delta
 //! down to it.
 
-use std::collections::HashSet;
+use std::collections::HashSet as StdHashSet;
 use std::sync::Arc;
 
 use h3o::{CellIndex, LatLng, Resolution};
+
+/// The ids a client holds, checked for every unit and sensor of every
+/// delta by every client: a fast hash (ids come from the picture, not
+/// chosen per client, and each client's set is its own).
+type HashSet<T> = StdHashSet<T, ahash::RandomState>;
 use thiserror::Error;
 
 use crate::view::{
-    AlertView, CellCentres, CellView, Delta, IncidentView, SensorView, Snapshot, UnitView,
+    AlertView, CellCentres, CellView, Delta, IdIndex, IncidentView, SensorView, Snapshot, UnitView,
+    lat_band,
 };
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
@@ -190,10 +196,10 @@ impl ViewFilter {
     pub fn new(viewport: Viewport) -> ViewFilter {
         ViewFilter {
             viewport,
-            units: HashSet::new(),
-            sensors: HashSet::new(),
+            units: HashSet::default(),
+            sensors: HashSet::default(),
             area: None,
-            incidents: HashSet::new(),
+            incidents: HashSet::default(),
         }
     }
 
@@ -245,13 +251,38 @@ impl ViewFilter {
     /// The part of `delta` this client needs, with the same `seq`.
     pub fn filter(&mut self, delta: &Delta) -> Delta {
         let vp = self.viewport;
-        let cells: Vec<CellView> = delta
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| vp.contains_cell_centred(c.h3, || delta.centres.get(&delta.cells, *i)))
-            .map(|(_, c)| c.clone())
-            .collect();
+        let index = &delta.centres;
+        let cells: Vec<CellView> = match vp.bbox {
+            None => delta
+                .cells
+                .iter()
+                .filter(|c| c.h3.resolution() == vp.res)
+                .cloned()
+                .collect(),
+            Some(b) => {
+                // Only the band of latitudes the box (with the cells'
+                // margin) covers; then the full test, in the delta's order.
+                let margin = vp.res.edge_length_km() / 111.0 * 2.0;
+                let band = lat_band(
+                    index.cells_at(&delta.cells, vp.res),
+                    b.south - margin,
+                    b.north + margin,
+                );
+                let mut picked: Vec<u32> = band
+                    .iter()
+                    .map(|(_, i)| *i)
+                    .filter(|i| {
+                        let i = *i as usize;
+                        vp.contains_cell_centred(delta.cells[i].h3, || index.get(&delta.cells, i))
+                    })
+                    .collect();
+                picked.sort_unstable();
+                picked
+                    .into_iter()
+                    .map(|i| delta.cells[i as usize].clone())
+                    .collect()
+            }
+        };
         let cells_removed = delta
             .cells_removed_idx
             .iter()
@@ -261,14 +292,36 @@ impl ViewFilter {
         let area = self.area;
         let mut units_removed = forget(&delta.units_removed, &mut self.units);
         let mut sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
-        let units = keep_moving(&delta.units, &mut self.units, |u| {
-            let gone = area.is_some_and(|a| !inside(&a, u.lat, u.lon));
-            (&u.id, vp.contains_point(u.lat, u.lon) && !gone, gone)
-        });
-        let sensors = keep_moving(&delta.sensors, &mut self.sensors, |s| {
-            let gone = area.is_some_and(|a| !inside(&a, s.lat, s.lon));
-            (&s.id, vp.contains_point(s.lat, s.lon) && !gone, gone)
-        });
+        let units = keep_moving(
+            &delta.units,
+            candidates(
+                vp.bbox,
+                || index.units(&delta.units),
+                || index.unit_ids(&delta.units),
+                &self.units,
+                delta.units.len(),
+            ),
+            &mut self.units,
+            |u| {
+                let gone = area.is_some_and(|a| !inside(&a, u.lat, u.lon));
+                (&u.id, vp.contains_point(u.lat, u.lon) && !gone, gone)
+            },
+        );
+        let sensors = keep_moving(
+            &delta.sensors,
+            candidates(
+                vp.bbox,
+                || index.sensors(&delta.sensors),
+                || index.sensor_ids(&delta.sensors),
+                &self.sensors,
+                delta.sensors.len(),
+            ),
+            &mut self.sensors,
+            |s| {
+                let gone = area.is_some_and(|a| !inside(&a, s.lat, s.lon));
+                (&s.id, vp.contains_point(s.lat, s.lon) && !gone, gone)
+            },
+        );
         units_removed.extend(units.1);
         sensors_removed.extend(sensors.1);
         let (incidents, incidents_removed, alerts) = match area {
@@ -333,18 +386,45 @@ fn inside(area: &Bbox, lat: Option<f64>, lon: Option<f64>) -> bool {
     matches!((lat, lon), (Some(lat), Some(lon)) if area.contains(lat, lon, 0.0))
 }
 
-/// Items inside the viewport, plus those the client holds that just left
-/// it; `probe` gives an item's id, whether it is inside, and whether it
-/// left for good (outside the client's area: then only its id is
-/// returned, as removed, second).
+/// The positions in a delta's list that may concern a client: those in
+/// its viewport's band of latitudes and those it holds (which may have
+/// left), in the list's order; every position for a whole-world viewport.
+fn candidates<'a>(
+    bbox: Option<Bbox>,
+    by_lat: impl FnOnce() -> &'a [(f64, u32)],
+    by_id: impl FnOnce() -> &'a IdIndex,
+    held: &HashSet<Arc<str>>,
+    len: usize,
+) -> Vec<u32> {
+    let Some(b) = bbox else {
+        return (0..u32::try_from(len).unwrap_or(u32::MAX)).collect();
+    };
+    let mut out: Vec<u32> = lat_band(by_lat(), b.south, b.north)
+        .iter()
+        .map(|(_, i)| *i)
+        .collect();
+    if !held.is_empty() {
+        let ids = by_id();
+        out.extend(held.iter().filter_map(|id| ids.get(id).copied()));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Of the `candidates` among `items`: those inside the viewport, plus those
+/// the client holds that just left it; `probe` gives an item's id, whether
+/// it is inside, and whether it left for good (outside the client's area:
+/// then only its id is returned, as removed, second).
 fn keep_moving<T: Clone>(
     items: &[T],
+    candidates: Vec<u32>,
     held: &mut HashSet<Arc<str>>,
     probe: impl Fn(&T) -> (&Arc<str>, bool, bool),
 ) -> (Vec<T>, Vec<String>) {
     let mut out = Vec::new();
     let mut gone = Vec::new();
-    for item in items {
+    for item in candidates.into_iter().filter_map(|i| items.get(i as usize)) {
         let (id, inside, left_area) = probe(item);
         if inside {
             held.insert(id.clone());

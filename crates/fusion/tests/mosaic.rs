@@ -4,7 +4,8 @@
 //! position that crosses into another shard's region goes to both, and the
 //! new shard gets the unit's description and status first), merged by a
 //! [`Mosaic`] from their deltas as JSON: the merged digest equals that of
-//! one picture fed everything.
+//! one picture fed everything. The same stream also checks the indexed
+//! viewport filter against testing every item of every delta.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -291,4 +292,83 @@ fn merged_shards_give_the_single_picture_digest() {
         .apply(1, shard_delta(&shards[1].export(end), true))
         .expect("whole picture");
     assert_eq!(mosaic.digest(), single.digest());
+}
+
+/// What a client should get of a delta, computed the plain way (every
+/// item tested): the reference for the indexed filter.
+struct Plain {
+    vp: Viewport,
+    units: std::collections::HashSet<String>,
+}
+
+impl Plain {
+    fn filter(&mut self, d: &fusion::Delta) -> (Vec<String>, Vec<String>) {
+        let cells = d
+            .cells
+            .iter()
+            .filter(|c| self.vp.contains_cell(c.h3))
+            .map(|c| c.h3.to_string())
+            .collect();
+        for id in &d.units_removed {
+            self.units.remove(id);
+        }
+        let mut units = Vec::new();
+        for u in &d.units {
+            if self.vp.contains_point(u.lat, u.lon) {
+                self.units.insert(u.id.to_string());
+                units.push(u.id.to_string());
+            } else if self.units.remove(u.id.as_ref()) {
+                units.push(u.id.to_string());
+            }
+        }
+        (cells, units)
+    }
+}
+
+#[test]
+fn the_indexed_viewport_filter_sends_what_testing_every_item_sends() {
+    let mut p = Picture::new(PictureConfig::default());
+    let boxes = [
+        [9.95, 53.50, 10.00, 53.53],
+        [9.85, 53.45, 10.15, 53.60],
+        [10.02, 53.55, 10.05, 53.56],
+    ];
+    let mut clients: Vec<(fusion::ViewFilter, Plain)> = boxes
+        .iter()
+        .flat_map(|b| [Resolution::Ten, Resolution::Eight, Resolution::Six].map(|r| (*b, r)))
+        .map(|([w, s, e, n], res)| {
+            let vp = Viewport {
+                bbox: Some(fusion::Bbox::new(w, s, e, n).expect("bbox")),
+                res,
+            };
+            (
+                fusion::ViewFilter::new(vp),
+                Plain {
+                    vp,
+                    units: Default::default(),
+                },
+            )
+        })
+        .collect();
+    let mut sent = 0;
+    let mut n = 0;
+    for e in events() {
+        let t = e.received_ms;
+        let _ = p.apply(&e, t);
+        n += 1;
+        if n % 50 == 0
+            && let Some(d) = p.flush(t)
+        {
+            for (f, plain) in &mut clients {
+                let got = f.filter(&d);
+                let (cells, units) = plain.filter(&d);
+                let got_cells: Vec<String> = got.cells.iter().map(|c| c.h3.to_string()).collect();
+                let got_units: Vec<String> = got.units.iter().map(|u| u.id.to_string()).collect();
+                assert_eq!(got_cells, cells, "cells of {:?}", plain.vp);
+                assert_eq!(got_units, units, "units of {:?}", plain.vp);
+                sent += got_cells.len() + got_units.len();
+            }
+        }
+    }
+    assert!(sent > 1_000, "the viewports saw something: {sent}");
 }
