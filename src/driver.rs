@@ -98,25 +98,41 @@ struct Space {
     mission: MissionLog,
     /// A drill has had its first event (and its `drill_opened` entry).
     begun: bool,
-    /// The picture's digest at a seq: every change of the picture's content
-    /// comes with a delta, so the same seq means the same digest, and the
-    /// clients that connect within one tick share one computation (it
-    /// serialises the whole picture).
-    digest: Option<(u64, String)>,
+    /// The picture's digest at its seq.
+    digest: DigestAt,
 }
 
 impl Space {
     /// The picture's digest, computed at most once per seq.
     fn digest(&mut self) -> String {
-        let seq = self.picture.seq();
-        match &self.digest {
+        let picture = &self.picture;
+        self.digest.get(picture.seq(), || picture.digest())
+    }
+}
+
+/// A picture's digest kept for one seq: every change of a picture's
+/// content comes with a delta, so the same seq means the same digest, and
+/// the clients that connect within one tick share one computation (it
+/// serialises the whole picture). Used by the owner task and the gateway.
+#[derive(Debug, Default)]
+pub(crate) struct DigestAt(Option<(u64, String)>);
+
+impl DigestAt {
+    /// The digest at `seq`, computed by `digest` unless already known.
+    pub(crate) fn get(&mut self, seq: u64, digest: impl FnOnce() -> String) -> String {
+        match &self.0 {
             Some((at, d)) if *at == seq => d.clone(),
             _ => {
-                let d = self.picture.digest();
-                self.digest = Some((seq, d.clone()));
+                let d = digest();
+                self.0 = Some((seq, d.clone()));
                 d
             }
         }
+    }
+
+    /// Forgets it (the content changed before the next seq).
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -243,7 +259,7 @@ impl Driver {
                 info!(space = %name, checkpoint = %info.path.display(), "picture restored from its newest checkpoint");
                 metrics::counter!("rm_log_checkpoints_restored_total").increment(1);
                 space.picture = picture;
-                space.digest = None;
+                space.digest.clear();
             }
             let (read, now) = replay_log(
                 &mut space.picture,
@@ -291,7 +307,7 @@ impl Driver {
                 // A drill begins with its first data, not when someone
                 // merely looks at its name; recovered ones began before.
                 begun: !drill || self.recovering,
-                digest: None,
+                digest: DigestAt::default(),
             };
             self.spaces.insert(name.to_owned(), space);
         }
@@ -461,7 +477,7 @@ impl Driver {
             return Err(format!("no space {space:?}"));
         };
         s.picture = Picture::new(config);
-        s.digest = None;
+        s.digest.clear();
         // Clients go on counting, and resync at once: one delta that says
         // so, then the new picture's.
         s.picture.continue_seq(seq + 1);
@@ -603,7 +619,7 @@ impl Driver {
             } => {
                 let result = match self.spaces.get_mut(&space) {
                     Some(s) => {
-                        s.digest = None;
+                        s.digest.clear();
                         s.picture.remove(kind, &id).map_err(|e| e.to_string())
                     }
                     None => Err(format!("no space {space:?}")),
@@ -654,7 +670,7 @@ impl Driver {
                     });
                 let result = match self.spaces.get_mut(&space) {
                     Some(s) => {
-                        s.digest = None;
+                        s.digest.clear();
                         s.picture.ack(&alert).map_err(|e| e.to_string())
                     }
                     None => Err(format!("no space {space:?}")),

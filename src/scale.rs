@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use viewer::hub::{Hub, HubError, Request, SnapshotReply, SpaceHandle};
 
 use crate::config::Config;
+use crate::driver::DigestAt;
 use crate::server::stopped;
 
 /// Root of the shards' topics.
@@ -368,6 +369,9 @@ fn read_shard_message(topic: &str, payload: &[u8]) -> Option<FromShard> {
 struct GwSpace {
     mosaic: Mosaic,
     handle: SpaceHandle,
+    /// The merged digest at the mosaic's seq (each snapshot reply carries
+    /// one; computing it serialises the whole picture).
+    digest: DigestAt,
 }
 
 struct Owner {
@@ -400,8 +404,14 @@ impl Owner {
                     mosaic.set_online(i as u32, false);
                 }
             }
-            self.spaces
-                .insert(name.to_owned(), GwSpace { mosaic, handle });
+            self.spaces.insert(
+                name.to_owned(),
+                GwSpace {
+                    mosaic,
+                    handle,
+                    digest: DigestAt::default(),
+                },
+            );
         }
         let Some(s) = self.spaces.get_mut(name) else {
             unreachable!("inserted above")
@@ -488,9 +498,10 @@ impl Owner {
                     if let Some(d) = s.mosaic.flush() {
                         let _ = s.handle.deltas.send(Arc::new(d));
                     }
+                    let mosaic = &s.mosaic;
                     SnapshotReply {
-                        snapshot: s.mosaic.snapshot(&viewport),
-                        digest: s.mosaic.digest(),
+                        snapshot: mosaic.snapshot(&viewport),
+                        digest: s.digest.get(mosaic.seq(), || mosaic.digest()),
                     }
                 });
                 let _ = reply.send(answer);

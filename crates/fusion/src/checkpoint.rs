@@ -194,13 +194,17 @@ impl Serialize for Reason {
     }
 }
 
+impl Reason {
+    /// The engine's own reason spelled `text`, if it is one.
+    pub(crate) fn known(text: &str) -> Option<Reason> {
+        REASONS.iter().find(|k| **k == text).map(|k| Reason(k))
+    }
+}
+
 impl<'de> Deserialize<'de> for Reason {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
         let r = String::deserialize(d)?;
-        REASONS
-            .iter()
-            .find(|k| **k == r)
-            .map(|k| Reason(k))
+        Reason::known(&r)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown quality reason {r:?}")))
     }
 }

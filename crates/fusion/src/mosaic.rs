@@ -124,6 +124,27 @@ struct Changed {
     alerts: BTreeSet<String>,
 }
 
+/// Applies a shard's upserts and removals of units or sensors to what the
+/// gateway holds of it, noting each id as changed.
+fn take_entities<V>(
+    held: &mut HashMap<Arc<str>, V>,
+    changed: &mut BTreeSet<Arc<str>>,
+    upserts: Vec<V>,
+    removed: Vec<String>,
+    id: impl Fn(&V) -> &Arc<str>,
+) {
+    for v in upserts {
+        let id = id(&v).clone();
+        changed.insert(id.clone());
+        held.insert(id, v);
+    }
+    for id in removed {
+        let id: Arc<str> = Arc::from(id);
+        held.remove(&id);
+        changed.insert(id);
+    }
+}
+
 /// The merged picture of one space.
 #[derive(Debug)]
 pub struct Mosaic {
@@ -243,24 +264,20 @@ impl Mosaic {
                 part.cells.remove(&h3);
             }
         }
-        for u in d.units {
-            changed.units.insert(u.id.clone());
-            part.units.insert(u.id.clone(), u);
-        }
-        for id in d.units_removed {
-            let id: Arc<str> = Arc::from(id);
-            part.units.remove(&id);
-            changed.units.insert(id);
-        }
-        for s in d.sensors {
-            changed.sensors.insert(s.id.clone());
-            part.sensors.insert(s.id.clone(), s);
-        }
-        for id in d.sensors_removed {
-            let id: Arc<str> = Arc::from(id);
-            part.sensors.remove(&id);
-            changed.sensors.insert(id);
-        }
+        take_entities(
+            &mut part.units,
+            &mut changed.units,
+            d.units,
+            d.units_removed,
+            |u| &u.id,
+        );
+        take_entities(
+            &mut part.sensors,
+            &mut changed.sensors,
+            d.sensors,
+            d.sensors_removed,
+            |s| &s.id,
+        );
         for i in d.incidents {
             changed.incidents.insert(i.id.clone());
             part.incidents.insert(i.id.clone(), i);

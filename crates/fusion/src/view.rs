@@ -228,15 +228,10 @@ pub type ReasonText = &'static str;
 /// Reads a quality reason another picture showed (one of the reasons this
 /// engine gives; anything else reads as none).
 fn known_reason<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReasonText>, D::Error> {
-    const REASONS: [&str; 5] = [
-        "out_of_range",
-        "spike",
-        "flat_line",
-        "after_suspect",
-        "neighbours_disagree",
-    ];
     let text: Option<String> = serde::Deserialize::deserialize(d)?;
-    Ok(text.and_then(|t| REASONS.iter().copied().find(|r| *r == t)))
+    Ok(text
+        .and_then(|t| crate::engine::checkpoint::Reason::known(&t))
+        .map(|r| r.0))
 }
 
 /// An incident as shown.
@@ -323,11 +318,11 @@ pub struct Delta {
     /// string carries it).
     #[serde(skip)]
     pub(crate) cells_removed_idx: Vec<h3o::CellIndex>,
-    /// Centres of `cells`, each found once for all the clients that filter
-    /// this delta (finding one costs about as much as the rest of a
-    /// client's filter per cell).
+    /// What every client's filter needs of this delta, found once for all
+    /// of them: cell centres (finding one costs about as much as the rest
+    /// of a client's filter per cell), items by latitude and by id.
     #[serde(skip)]
-    pub(crate) centres: CellCentres,
+    pub(crate) index: DeltaIndex,
 }
 
 /// Lazily computed indexes of one delta, shared by every client that
@@ -337,7 +332,7 @@ pub struct Delta {
 /// change. Not part of what a delta is: two deltas compare equal whatever
 /// their caches hold.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CellCentres {
+pub(crate) struct DeltaIndex {
     centres: OnceLock<Vec<OnceLock<h3o::LatLng>>>,
     /// Per resolution: (latitude of the centre, index in `cells`).
     cells_by_lat: [OnceLock<Vec<(f64, u32)>>; 16],
@@ -367,7 +362,7 @@ pub(crate) fn lat_band(sorted: &[(f64, u32)], south: f64, north: f64) -> &[(f64,
     &sorted[lo..hi.max(lo)]
 }
 
-impl CellCentres {
+impl DeltaIndex {
     /// The centre of `cells[i]`.
     pub(crate) fn get(&self, cells: &[CellView], i: usize) -> h3o::LatLng {
         let slots = self
@@ -435,7 +430,7 @@ fn ids<'a>(list: impl Iterator<Item = &'a Arc<str>>) -> IdIndex {
         .collect()
 }
 
-impl PartialEq for CellCentres {
+impl PartialEq for DeltaIndex {
     fn eq(&self, _: &Self) -> bool {
         true
     }

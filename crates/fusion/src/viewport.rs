@@ -14,7 +14,7 @@ type HashSet<T> = StdHashSet<T, ahash::RandomState>;
 use thiserror::Error;
 
 use crate::view::{
-    AlertView, CellCentres, CellView, Delta, IdIndex, IncidentView, SensorView, Snapshot, UnitView,
+    AlertView, CellView, Delta, DeltaIndex, IdIndex, IncidentView, SensorView, Snapshot, UnitView,
     lat_band,
 };
 
@@ -251,7 +251,7 @@ impl ViewFilter {
     /// The part of `delta` this client needs, with the same `seq`.
     pub fn filter(&mut self, delta: &Delta) -> Delta {
         let vp = self.viewport;
-        let index = &delta.centres;
+        let index = &delta.index;
         let cells: Vec<CellView> = match vp.bbox {
             None => delta
                 .cells
@@ -345,7 +345,7 @@ impl ViewFilter {
             alerts,
             resync: delta.resync,
             cells_removed_idx: Vec::new(),
-            centres: CellCentres::default(),
+            index: DeltaIndex::default(),
         }
     }
 
