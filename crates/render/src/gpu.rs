@@ -1,0 +1,390 @@
+//! The drawing: maplibre-rs's headless renderer (wgpu; on a machine
+//! without a GPU, Mesa's software Vulkan driver) on a thread of its own.
+//!
+//! maplibre-rs's map and renderer are not `Send` and its headless mode
+//! writes frames to files in the working directory; so one thread owns
+//! them, takes jobs from a bounded queue, and a plugin of ours copies each
+//! frame out of the GPU buffer into memory instead.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use maplibre::context::MapContext;
+use maplibre::headless::environment::HeadlessEnvironment;
+use maplibre::headless::{create_headless_renderer, map::HeadlessMap};
+use maplibre::kernel::Kernel;
+use maplibre::plugin::Plugin;
+use maplibre::render::graph::{
+    Node, NodeRunError, RenderContext, RenderGraph, RenderGraphContext,
+};
+use maplibre::render::resource::Head;
+use maplibre::render::tile_view_pattern::ViewTileSources;
+use maplibre::render::{RenderPlugin, RenderResources, RenderStageLabel};
+use maplibre::schedule::Schedule;
+use maplibre::style::Style;
+use maplibre::style::layer::{FillPaint, LayerPaint, StyleLayer};
+use maplibre::tcs::system::{System, SystemContainer};
+use maplibre::tcs::world::World;
+use maplibre::vector::{DefaultVectorTransferables, VectorPlugin};
+use tokio::sync::oneshot;
+
+use crate::style::Layer;
+use crate::{Basemap, Frame, Plan, RenderError, Scene, finish};
+
+/// Jobs waiting for the renderer at most; more are refused ([`RenderError::Busy`]).
+pub const QUEUE: usize = 4;
+
+/// What one image took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Encoding the vector tile.
+    pub plan: Duration,
+    /// maplibre-rs: tessellation, drawing, reading the frame back.
+    pub draw: Duration,
+    /// Cutting, text, PNG.
+    pub finish: Duration,
+    /// Whether a renderer had to be made for this size first.
+    pub new_renderer: bool,
+}
+
+struct Job {
+    scene: Scene,
+    frame: Frame,
+    reply: oneshot::Sender<Result<(Vec<u8>, Timing), RenderError>>,
+}
+
+/// A handle to the render thread; cheap to clone.
+#[derive(Clone)]
+pub struct Renderer {
+    jobs: mpsc::SyncSender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Renderer {
+    /// Starts the render thread and draws one small image to be sure the
+    /// GPU (or software driver) works; the error says why not.
+    pub fn start(basemap: Basemap) -> Result<Renderer, RenderError> {
+        let (jobs, inbox) = mpsc::sync_channel::<Job>(QUEUE);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("render".into())
+            .spawn(move || {
+                let mut thread = match RenderThread::new(basemap) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let probe = thread.probe();
+                let ok = probe.is_ok();
+                let _ = ready_tx.send(probe);
+                if ok {
+                    while let Ok(job) = inbox.recv() {
+                        let answer = thread.draw(&job.scene, job.frame);
+                        let _ = job.reply.send(answer);
+                    }
+                }
+            })
+            .map_err(|e| RenderError::Renderer(format!("cannot start its thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| RenderError::Renderer("its thread ended at start".into()))??;
+        Ok(Renderer {
+            jobs,
+            queued: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    fn submit(
+        &self,
+        scene: Scene,
+        frame: Frame,
+    ) -> Result<oneshot::Receiver<Result<(Vec<u8>, Timing), RenderError>>, RenderError> {
+        let (reply, rx) = oneshot::channel();
+        match self.jobs.try_send(Job {
+            scene,
+            frame,
+            reply,
+        }) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::TrySendError::Full(_)) => Err(RenderError::Busy(QUEUE)),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                Err(RenderError::Renderer("the render thread has stopped".into()))
+            }
+        }
+    }
+
+    /// Draws `scene` into `frame` as a PNG.
+    pub async fn render(&self, scene: Scene, frame: Frame) -> Result<(Vec<u8>, Timing), RenderError> {
+        let rx = self.submit(scene, frame)?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let answer = rx.await;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        answer.map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
+    }
+
+    /// [`Renderer::render`] for a caller outside an async runtime.
+    pub fn render_blocking(
+        &self,
+        scene: Scene,
+        frame: Frame,
+    ) -> Result<(Vec<u8>, Timing), RenderError> {
+        self.submit(scene, frame)?
+            .blocking_recv()
+            .map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
+    }
+
+    /// Images waiting or being drawn.
+    pub fn in_flight(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// The last frame read back from the GPU, RGBA rows without padding.
+type Capture = Rc<RefCell<Option<Vec<u8>>>>;
+
+struct RenderThread {
+    runtime: tokio::runtime::Runtime,
+    basemap: Basemap,
+    /// The map for the last size drawn (a renderer's surface has one size).
+    map: Option<(u32, HeadlessMap, Capture)>,
+}
+
+/// maplibre-rs answers many failures with a panic: one turned into an error
+/// here loses the map (it is made again for the next image), not the thread.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, RenderError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panicked".into());
+        RenderError::Renderer(format!("{what}: {why}"))
+    })
+}
+
+impl RenderThread {
+    fn new(basemap: Basemap) -> Result<RenderThread, RenderError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RenderError::Renderer(format!("runtime: {e}")))?;
+        Ok(RenderThread {
+            runtime,
+            basemap,
+            map: None,
+        })
+    }
+
+    fn probe(&mut self) -> Result<(), RenderError> {
+        let frame = Frame::new([9.9, 53.5, 10.1, 53.6], 64, 64)?;
+        let scene = Scene {
+            snapshot: fusion::Snapshot {
+                seq: 0,
+                res: 8,
+                cells: Vec::new(),
+                units: Vec::new(),
+                sensors: Vec::new(),
+                incidents: Vec::new(),
+                alerts: Vec::new(),
+            },
+            space: "probe".into(),
+            drill: false,
+            at_ms: 0,
+            historic: false,
+        };
+        self.draw(&scene, frame).map(|_| ())
+    }
+
+    fn map_for(&mut self, size: u32) -> Result<bool, RenderError> {
+        if matches!(&self.map, Some((s, _, _)) if *s == size) {
+            return Ok(false);
+        }
+        self.map = None;
+        let capture: Capture = Rc::default();
+        let plugin_capture = capture.clone();
+        let runtime = &self.runtime;
+        let map = guarded("cannot start maplibre-rs's headless renderer", || {
+            let (kernel, renderer) = runtime.block_on(create_headless_renderer(size, None));
+            let plugins: Vec<Box<dyn Plugin<HeadlessEnvironment>>> = vec![
+                Box::new(RenderPlugin::default()),
+                Box::new(VectorPlugin::<DefaultVectorTransferables>::default()),
+                Box::new(CapturePlugin {
+                    capture: plugin_capture,
+                }),
+            ];
+            HeadlessMap::new(style(), renderer, kernel, plugins)
+        })?
+        .map_err(|e| RenderError::Renderer(format!("map: {e:?}")))?;
+        self.map = Some((size, map, capture));
+        Ok(true)
+    }
+
+    fn draw(&mut self, scene: &Scene, frame: Frame) -> Result<(Vec<u8>, Timing), RenderError> {
+        let t0 = Instant::now();
+        let plan = Plan::new(scene, frame, &self.basemap);
+        let t1 = Instant::now();
+        let new_renderer = self.map_for(frame.size)?;
+        let Some((_, map, capture)) = self.map.as_mut() else {
+            return Err(RenderError::Renderer("no map".into()));
+        };
+        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
+        let tile = plan.tile.clone().into_boxed_slice();
+        let runtime = &self.runtime;
+        let drawn = guarded("drawing", || {
+            let layers = runtime.block_on(map.process_tile(tile, &names));
+            map.render_tile(layers);
+            capture.borrow_mut().take()
+        });
+        let rgba = match drawn {
+            Ok(Some(rgba)) => rgba,
+            Ok(None) => {
+                self.map = None;
+                return Err(RenderError::Renderer("no frame came back from the GPU".into()));
+            }
+            Err(e) => {
+                self.map = None;
+                return Err(e);
+            }
+        };
+        let t2 = Instant::now();
+        let png = finish(&plan, scene, &rgba)?;
+        Ok((
+            png,
+            Timing {
+                plan: t1 - t0,
+                draw: t2 - t1,
+                finish: t2.elapsed(),
+                new_renderer,
+            },
+        ))
+    }
+}
+
+/// One style layer per colour, in drawing order. maplibre-rs draws a
+/// layer's z from its index, and index 0 lands outside the depth range.
+fn style() -> Style {
+    let layers = Layer::ALL
+        .iter()
+        .zip(1u32..)
+        .map(|(layer, index)| StyleLayer {
+            index,
+            id: layer.name().to_owned(),
+            paint: Some(LayerPaint::Fill(FillPaint {
+                fill_color: layer.css().parse().ok(),
+            })),
+            source_layer: Some(layer.name().to_owned()),
+            ..StyleLayer::default()
+        })
+        .collect();
+    Style {
+        layers,
+        ..Style::default()
+    }
+}
+
+/// Copies each drawn frame out of the GPU: a render-graph node after the
+/// main pass (texture → buffer), then a system that maps the buffer and
+/// keeps the rows.
+struct CapturePlugin {
+    capture: Capture,
+}
+
+impl Plugin<HeadlessEnvironment> for CapturePlugin {
+    fn build(
+        &self,
+        schedule: &mut Schedule,
+        _kernel: Rc<Kernel<HeadlessEnvironment>>,
+        world: &mut World,
+        graph: &mut RenderGraph,
+    ) {
+        if let Some(draw) = graph.get_sub_graph_mut("draw") {
+            draw.add_node("rescuemate_copy", CopyNode);
+            let _ = draw.add_node_edge("main_pass", "rescuemate_copy");
+        }
+        schedule.add_system_to_stage(
+            RenderStageLabel::Cleanup,
+            SystemContainer::new(ReadBack {
+                capture: self.capture.clone(),
+            }),
+        );
+        // As maplibre-rs's own headless plugin: tiles are put in by hand,
+        // nothing is fetched or extracted from a view.
+        schedule.remove_stage(RenderStageLabel::Extract);
+        if let Some(sources) = world.resources.get_mut::<ViewTileSources>() {
+            sources.clear();
+        }
+    }
+}
+
+struct CopyNode;
+
+impl Node for CopyNode {
+    fn run(
+        &self,
+        _graph: &mut RenderGraphContext,
+        RenderContext {
+            command_encoder, ..
+        }: &mut RenderContext,
+        state: &RenderResources,
+        _world: &World,
+    ) -> Result<(), NodeRunError> {
+        let surface = state.surface();
+        if let Head::Headless(texture) = surface.head() {
+            let size = surface.size();
+            command_encoder.copy_texture_to_buffer(
+                texture.copy_texture(),
+                wgpu::ImageCopyBuffer {
+                    buffer: texture.buffer(),
+                    layout: wgpu::ImageDataLayout {
+                        offset: 0,
+                        bytes_per_row: Some(texture.bytes_per_row()),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::Extent3d {
+                    width: size.width(),
+                    height: size.height(),
+                    depth_or_array_layers: 1,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+struct ReadBack {
+    capture: Capture,
+}
+
+impl System for ReadBack {
+    fn name(&self) -> std::borrow::Cow<'static, str> {
+        "rescuemate_read_back".into()
+    }
+
+    fn run(&mut self, context: &mut MapContext) {
+        let renderer = &context.renderer;
+        let surface = renderer.resources.surface();
+        let Head::Headless(texture) = surface.head() else {
+            return;
+        };
+        let size = surface.size();
+        let row = (size.width() * 4) as usize;
+        let padded = texture.bytes_per_row().get() as usize;
+        let slice = texture.map_async(&renderer.device);
+        let mapped = slice.get_mapped_range();
+        let mut rgba = Vec::with_capacity(row * size.height() as usize);
+        for chunk in mapped.chunks(padded).take(size.height() as usize) {
+            rgba.extend_from_slice(&chunk[..row]);
+        }
+        drop(mapped);
+        texture.unmap();
+        *self.capture.borrow_mut() = Some(rgba);
+    }
+}
