@@ -37,6 +37,8 @@ enum Command {
     Replay(crate::replay::ReplayArgs),
     /// Writes a time window of the event log as one Arrow IPC file.
     Export(ExportArgs),
+    /// Draws a map image (PNG) of a space, from an event log or a server.
+    Render(crate::render_cmd::RenderArgs),
     /// Benchmarks; `--json` prints one JSON object as the last line.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -254,6 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(a) => sim(a).await,
         Command::Replay(a) => crate::replay::run(a, shutdown_signal()).await,
         Command::Export(a) => export(a),
+        Command::Render(a) => crate::render_cmd::run(a),
         Command::Bench(b) => crate::bench::run(b),
     }
 }

@@ -975,7 +975,7 @@ fn replay_log(
 }
 
 /// The picture of one space's log `dir` as it was at `at_ms`.
-fn history(
+pub(crate) fn history(
     dir: &Path,
     config: PictureConfig,
     tick_ms: i64,

@@ -11,6 +11,7 @@ mod bench_ingest;
 mod cli;
 mod config;
 mod driver;
+mod render_cmd;
 mod replay;
 mod scale;
 mod server;

@@ -26,6 +26,13 @@ pub fn mercator(lat: f64, lon: f64) -> (f64, f64) {
     (x, y)
 }
 
+/// Inverse of [`mercator`]: (lat, lon) of Mercator `x`, `y` in 0..1.
+pub fn unmercator(x: f64, y: f64) -> (f64, f64) {
+    let lon = x * 360.0 - 180.0;
+    let lat = (std::f64::consts::PI * (1.0 - 2.0 * y)).sinh().atan().to_degrees();
+    (lat, lon)
+}
+
 /// The image asked for and the square tile it is cut from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Frame {
@@ -112,6 +119,20 @@ impl Frame {
         )
     }
 
+    /// The area the whole image shows (west, south, east, north): the
+    /// bbox asked for, widened on one axis to the image's aspect.
+    pub fn visible_bbox(&self) -> [f64; 4] {
+        let corner = |px: u32, py: u32| {
+            unmercator(
+                self.origin.0 + f64::from(px + self.crop.0) * self.per_px,
+                self.origin.1 + f64::from(py + self.crop.1) * self.per_px,
+            )
+        };
+        let (n, w) = corner(0, 0);
+        let (s, e) = corner(self.width, self.height);
+        [w.max(-180.0), s, e.min(180.0), n]
+    }
+
     /// Tile units per image pixel.
     pub fn tile_per_px(&self) -> f64 {
         EXTENT / f64::from(self.size)
@@ -178,6 +199,12 @@ mod tests {
         let (px, py) = f.pixel_to_tile(x0, y0);
         assert!((tx - px).abs() < 1e-6 && (ty - py).abs() < 1e-6);
         assert_eq!(f.crop(), (0, 100));
+        // What the image shows: the bbox's width, and more than its height.
+        let [vw, vs, ve, vn] = f.visible_bbox();
+        assert!((vw - w).abs() < 1e-9 && (ve - e).abs() < 1e-9, "{vw} {ve}");
+        assert!(vs < s && vn > n, "{vs} {vn}");
+        let (lat, lon) = unmercator(mercator(53.55, 9.97).0, mercator(53.55, 9.97).1);
+        assert!((lat - 53.55).abs() < 1e-9 && (lon - 9.97).abs() < 1e-9);
     }
 
     #[test]

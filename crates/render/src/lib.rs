@@ -146,8 +146,8 @@ pub fn header_text(scene: &Scene) -> (String, Option<&'static str>) {
             .ok()
         })
         .unwrap_or_else(|| format!("{} ms", scene.at_ms));
-    let what = if scene.historic { "as of" } else { "at" };
-    let left = format!("RESCUE MATE  {}  {what} {when}", scene.space);
+    let what = if scene.historic { "as of " } else { "" };
+    let left = format!("{}  {what}{when}", scene.space);
     (left, scene.drill.then_some("EXERCISE"))
 }
 
@@ -180,11 +180,13 @@ pub fn finish(plan: &Plan, scene: &Scene, rgba: &[u8]) -> Result<Vec<u8>, Render
     let mut canvas = text::Canvas::new(&mut img, width, height);
     let (left, right) = header_text(scene);
     let [_, hy, hw, hh] = plan.layout.header;
-    let ty = hy + hh.saturating_sub(16) / 2;
-    canvas.write(6, ty, &left, 2);
+    // Large letters where they fit, small ones where they do not.
+    let right_w = |scale| right.map_or(0, |r| text::width(r, scale) + 12);
+    let scale = if text::width(&left, 2) + right_w(2) + 12 <= hw { 2 } else { 1 };
+    let ty = hy + hh.saturating_sub(8 * scale) / 2;
+    canvas.write(6, ty, &left, scale);
     if let Some(r) = right {
-        let rw = text::width(r, 2);
-        canvas.write(hw.saturating_sub(rw + 6), ty, r, 2);
+        canvas.write(hw.saturating_sub(text::width(r, scale) + 6), ty, r, scale);
     }
     for &(_, _, (tx, ty), label) in &plan.layout.rows {
         canvas.write(tx, ty, label, 1);
@@ -254,7 +256,7 @@ mod tests {
         let (left, right) = header_text(&scene(true));
         assert_eq!(
             left,
-            "RESCUE MATE  drill-sturmflut  at 2026-11-30 00:53:20 UTC"
+            "drill-sturmflut  2026-11-30 00:53:20 UTC"
         );
         assert_eq!(right, Some("EXERCISE"));
         assert_eq!(header_text(&scene(false)).1, None);

@@ -315,22 +315,25 @@ fn markers(out: &mut Layers, scene: &Scene, frame: &Frame, px: f64) {
 }
 
 fn furniture(out: &mut Layers, scene: &Scene, frame: &Frame, layout: &Layout) {
-    let mut rect = |layer: Layer, [x, y, w, h]: Rect| {
+    let ring = |[x, y, w, h]: Rect| {
         let (x0, y0) = frame.pixel_to_tile(f64::from(x), f64::from(y));
         let (x1, y1) = frame.pixel_to_tile(f64::from(x + w), f64::from(y + h));
-        out.rect(layer, x0, y0, x1, y1);
+        LineString::from(vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
     };
     let band = if scene.drill {
         Layer::Exercise
     } else {
         Layer::Panel
     };
-    rect(band, layout.header);
+    out.polygon(band, &Polygon::new(ring(layout.header), vec![]));
     if let Some(legend) = layout.legend {
-        rect(Layer::Panel, legend);
+        // The panel lies above every map layer; the swatches are drawn in
+        // their own layers below it, seen through holes in the panel.
+        let holes = layout.rows.iter().map(|&(_, swatch, _, _)| ring(swatch)).collect();
+        out.polygon(Layer::Panel, &Polygon::new(ring(legend), holes));
     }
     for &(layer, swatch, _, _) in &layout.rows {
-        rect(layer, swatch);
+        out.polygon(layer, &Polygon::new(ring(swatch), vec![]));
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod assets;
 pub mod auth;
 pub mod hub;
+pub mod image;
 pub mod limits;
 pub mod message;
 pub mod viewport;
@@ -54,6 +55,9 @@ pub struct AppState {
     /// Turns true when the server stops: websockets are closed with
     /// "going away" (1001) so clients reconnect elsewhere or later.
     pub closing: watch::Receiver<bool>,
+    /// The map-image renderer, started at the first image request.
+    #[cfg(feature = "render")]
+    pub images: image::Images,
 }
 
 impl AppState {
@@ -66,6 +70,8 @@ impl AppState {
             auth: Arc::new(Auth::default()),
             gate: Gate::new(LimitsConfig::default()),
             closing: watch::channel(false).1,
+            #[cfg(feature = "render")]
+            images: image::Images::default(),
         }
     }
 }
@@ -77,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/spaces", get(spaces))
         .route("/api/v1/{space}/snapshot", get(snapshot))
+        .route("/api/v1/{space}/render.png", get(image::render_png))
         .route("/api/v1/{space}/mission-log", get(mission_log))
         .route("/api/v1/{space}/history", get(history_range))
         .route("/api/v1/{space}/reset", post(reset))
@@ -179,7 +186,7 @@ impl From<Denied> for ApiError {
 
 /// An error answered as `{"error": "..."}` with a status.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -288,7 +295,7 @@ async fn snapshot(
 }
 
 /// `at=`: epoch milliseconds or RFC 3339 (`2026-12-01T21:00:00Z`).
-fn parse_time(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
