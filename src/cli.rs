@@ -256,7 +256,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(a) => sim(a).await,
         Command::Replay(a) => crate::replay::run(a, shutdown_signal()).await,
         Command::Export(a) => export(a),
-        Command::Render(a) => crate::render_cmd::run(a),
+        Command::Render(a) => crate::render_cmd::run(a).await,
         Command::Bench(b) => crate::bench::run(b),
     }
 }

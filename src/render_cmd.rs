@@ -55,12 +55,12 @@ fn parse_time(t: &str) -> anyhow::Result<i64> {
 }
 
 /// Runs `rescuemate render`.
-pub fn run(a: RenderArgs) -> anyhow::Result<()> {
+pub async fn run(a: RenderArgs) -> anyhow::Result<()> {
     if !fusion::space::is_valid_space(&a.space) {
         bail!("--space {:?} is not a space name", a.space);
     }
     let png = match (&a.data, &a.server) {
-        (Some(dir), None) => from_log(&a, dir)?,
+        (Some(dir), None) => from_log(&a, dir).await?,
         (None, Some(url)) => from_server(&a, url)?,
         _ => bail!("say where the picture comes from: --data DIR (its event log) or --server URL"),
     };
@@ -107,14 +107,14 @@ fn from_server(a: &RenderArgs, url: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 #[cfg(not(feature = "render"))]
-fn from_log(_: &RenderArgs, _: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+async fn from_log(_: &RenderArgs, _: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     bail!(
         "this build draws no map images itself (cargo feature `render`); use --server URL with a server that does"
     )
 }
 
 #[cfg(feature = "render")]
-fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+async fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use crate::config::Config;
 
     let config = match &a.config {
@@ -158,7 +158,7 @@ fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         at_ms,
         historic: at.is_some(),
     };
-    let (png, timing) = renderer.render_blocking(scene, frame)?;
+    let (png, timing) = renderer.render(scene, frame).await?;
     tracing::info!(?timing, "drawn");
     Ok(png)
 }

@@ -211,6 +211,8 @@ impl RenderThread {
         let plugin_capture = capture.clone();
         let runtime = &self.runtime;
         let map = guarded("cannot start maplibre-rs's headless renderer", || {
+            // wgpu picks its backend (`WGPU_BACKEND` may name one); no
+            // adapter at all is a panic in maplibre-rs, caught here.
             let (kernel, renderer) = runtime.block_on(create_headless_renderer(size, None));
             let plugins: Vec<Box<dyn Plugin<HeadlessEnvironment>>> = vec![
                 Box::new(RenderPlugin::default()),
@@ -220,8 +222,8 @@ impl RenderThread {
                 }),
             ];
             HeadlessMap::new(style(), renderer, kernel, plugins)
-        })?
-        .map_err(|e| RenderError::Renderer(format!("map: {e:?}")))?;
+                .map_err(|e| RenderError::Renderer(format!("map: {e:?}")))
+        })??;
         self.map = Some((size, map, capture));
         Ok(true)
     }
