@@ -50,7 +50,8 @@ pub struct RenderArgs {
 
 fn parse_time(t: &str) -> anyhow::Result<i64> {
     t.parse::<i64>().or_else(|_| {
-        ingest::wire::rfc3339_ms(t).map_err(|e| anyhow::anyhow!("{t:?}: not RFC 3339 or epoch ms: {e}"))
+        ingest::wire::rfc3339_ms(t)
+            .map_err(|e| anyhow::anyhow!("{t:?}: not RFC 3339 or epoch ms: {e}"))
     })
 }
 
@@ -138,14 +139,8 @@ async fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u
     )?;
     let at_ms = at.unwrap_or(now);
     let tick_ms = i64::try_from(config.tick().as_millis()).unwrap_or(50);
-    let reply = crate::driver::history(
-        &dir.join(&a.space),
-        config.picture()?,
-        tick_ms,
-        at_ms,
-        vp,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let reply = crate::driver::history(&dir.join(&a.space), config.picture()?, tick_ms, at_ms, vp)
+        .map_err(anyhow::Error::msg)?;
     let basemap = viewer::assets::get("basemap.geojson")
         .map(|(bytes, _)| render::Basemap::from_geojson(bytes))
         .transpose()?

@@ -8,39 +8,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::Duration;
-
 use common::*;
 
 const SPACE: &str = "drill-sturmflut";
-/// St. Pauli, the harbour, HafenCity and Wilhelmsburg.
-const BBOX: [f64; 4] = [9.90, 53.48, 10.08, 53.57];
-
-fn get_bytes(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut r = agent
-        .get(&format!("http://{addr}{path}"))
-        .call()
-        .expect("GET");
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .expect("body");
-    (r.status().as_u16(), headers, body)
-}
 
 #[cfg(not(feature = "render"))]
 #[test]
@@ -58,6 +28,36 @@ fn without_the_feature_images_are_refused_with_a_reason() {
 mod with_renderer {
     use super::*;
     use serde_json::Value;
+    use std::net::SocketAddr;
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// St. Pauli, the harbour, HafenCity and Wilhelmsburg.
+    const BBOX: [f64; 4] = [9.90, 53.48, 10.08, 53.57];
+
+    fn get_bytes(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut r = agent
+            .get(&format!("http://{addr}{path}"))
+            .call()
+            .expect("GET");
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .expect("body");
+        (r.status().as_u16(), headers, body)
+    }
 
     /// An RGBA image.
     struct Image {
@@ -91,9 +91,10 @@ mod with_renderer {
         }
 
         fn pixels(&self) -> impl Iterator<Item = (u32, u32, [u8; 3])> + '_ {
-            self.rgba.chunks_exact(4).zip(0u32..).map(|(p, i)| {
-                (i % self.width, i / self.width, [p[0], p[1], p[2]])
-            })
+            self.rgba
+                .chunks_exact(4)
+                .zip(0u32..)
+                .map(|(p, i)| (i % self.width, i / self.width, [p[0], p[1], p[2]]))
         }
     }
 
@@ -247,7 +248,10 @@ mod with_renderer {
 
         // 3. A drill is marked: the header band is the EXERCISE red.
         let band = img.at(f64::from(img.width) - 2.0, 20.0).expect("header");
-        assert!(close(band, render::style::Layer::Exercise.color()), "{band:?}");
+        assert!(
+            close(band, render::style::Layer::Exercise.color()),
+            "{band:?}"
+        );
     }
 
     #[test]
@@ -264,7 +268,10 @@ mod with_renderer {
         let started = std::time::Instant::now();
         let (status, headers, body) = get_bytes(addr, &path);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        println!("first image (renderer start included): {:?}", started.elapsed());
+        println!(
+            "first image (renderer start included): {:?}",
+            started.elapsed()
+        );
         let header = |name: &str| {
             headers
                 .iter()
@@ -280,7 +287,10 @@ mod with_renderer {
         // The snapshot of what the image shows, at the image's resolution.
         let frame = render::Frame::new(BBOX, w, h).expect("frame");
         let vb = frame.visible_bbox().map(|v| v.to_string()).join(",");
-        let (status, text) = http_get(addr, &format!("/api/v1/{SPACE}/snapshot?res={res}&bbox={vb}"));
+        let (status, text) = http_get(
+            addr,
+            &format!("/api/v1/{SPACE}/snapshot?res={res}&bbox={vb}"),
+        );
         assert_eq!(status, 200, "{text}");
         let snap: Value = serde_json::from_str(&text).expect("snapshot");
         check_image(&img, &snap, &frame);
@@ -297,7 +307,7 @@ mod with_renderer {
         for (q, want) in [
             ("width=800".to_owned(), 400),
             (format!("bbox={bbox}&width=5000"), 400),
-            (format!("bbox=10.1,53.5,9.9,53.6&width=800"), 400),
+            ("bbox=10.1,53.5,9.9,53.6&width=800".to_owned(), 400),
             (format!("bbox={bbox}&colour=red"), 400),
             (format!("bbox={bbox}&at=yesterday"), 400),
         ] {
@@ -341,7 +351,10 @@ mod with_renderer {
             .resolution(&viewer_resolutions(), 8.0)
             .expect("res");
         let vb = cli_frame.visible_bbox().map(|v| v.to_string()).join(",");
-        let (_, text) = http_get(addr, &format!("/api/v1/{SPACE}/snapshot?res={res}&bbox={vb}"));
+        let (_, text) = http_get(
+            addr,
+            &format!("/api/v1/{SPACE}/snapshot?res={res}&bbox={vb}"),
+        );
         let snap: Value = serde_json::from_str(&text).expect("snapshot");
         check_image(&cli_img, &snap, &cli_frame);
         let _ = std::fs::remove_dir_all(&data);

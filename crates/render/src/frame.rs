@@ -29,7 +29,10 @@ pub fn mercator(lat: f64, lon: f64) -> (f64, f64) {
 /// Inverse of [`mercator`]: (lat, lon) of Mercator `x`, `y` in 0..1.
 pub fn unmercator(x: f64, y: f64) -> (f64, f64) {
     let lon = x * 360.0 - 180.0;
-    let lat = (std::f64::consts::PI * (1.0 - 2.0 * y)).sinh().atan().to_degrees();
+    let lat = (std::f64::consts::PI * (1.0 - 2.0 * y))
+        .sinh()
+        .atan()
+        .to_degrees();
     (lat, lon)
 }
 
@@ -74,7 +77,9 @@ impl Frame {
         }
         for (name, v) in [("width", width), ("height", height)] {
             if !(MIN_EDGE..=MAX_EDGE).contains(&v) {
-                return bad(format!("{name} {v}: must be {MIN_EDGE} to {MAX_EDGE} pixels"));
+                return bad(format!(
+                    "{name} {v}: must be {MIN_EDGE} to {MAX_EDGE} pixels"
+                ));
             }
         }
         let (x0, y0) = mercator(n, w);
@@ -193,7 +198,10 @@ mod tests {
         let (x1, y1) = f.to_pixel(s, e);
         // The longer side (here the width in Mercator) fills the image.
         assert!(x0.abs() < 1e-6 && (x1 - 800.0).abs() < 1e-6, "{x0} {x1}");
-        assert!(y0 > 0.0 && y1 < 600.0 && (y0 + y1 - 600.0).abs() < 1e-6, "{y0} {y1}");
+        assert!(
+            y0 > 0.0 && y1 < 600.0 && (y0 + y1 - 600.0).abs() < 1e-6,
+            "{y0} {y1}"
+        );
         // The same point in tile units = pixel + crop, scaled.
         let (tx, ty) = f.to_tile(n, w);
         let (px, py) = f.pixel_to_tile(x0, y0);

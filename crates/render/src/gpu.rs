@@ -19,9 +19,7 @@ use maplibre::headless::environment::HeadlessEnvironment;
 use maplibre::headless::{create_headless_renderer, map::HeadlessMap};
 use maplibre::kernel::Kernel;
 use maplibre::plugin::Plugin;
-use maplibre::render::graph::{
-    Node, NodeRunError, RenderContext, RenderGraph, RenderGraphContext,
-};
+use maplibre::render::graph::{Node, NodeRunError, RenderContext, RenderGraph, RenderGraphContext};
 use maplibre::render::resource::Head;
 use maplibre::render::tile_view_pattern::ViewTileSources;
 use maplibre::render::{RenderPlugin, RenderResources, RenderStageLabel};
@@ -35,6 +33,8 @@ use tokio::sync::oneshot;
 
 use crate::style::Layer;
 use crate::{Basemap, Frame, Plan, RenderError, Scene, finish};
+#[cfg(test)]
+use geo::Polygon;
 
 /// Jobs waiting for the renderer at most; more are refused ([`RenderError::Busy`]).
 pub const QUEUE: usize = 4;
@@ -52,10 +52,13 @@ pub struct Timing {
     pub new_renderer: bool,
 }
 
+/// A PNG and what it took, or why not.
+type Answer = Result<(Vec<u8>, Timing), RenderError>;
+
 struct Job {
     scene: Scene,
     frame: Frame,
-    reply: oneshot::Sender<Result<(Vec<u8>, Timing), RenderError>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// A handle to the render thread; cheap to clone.
@@ -101,11 +104,7 @@ impl Renderer {
         })
     }
 
-    fn submit(
-        &self,
-        scene: Scene,
-        frame: Frame,
-    ) -> Result<oneshot::Receiver<Result<(Vec<u8>, Timing), RenderError>>, RenderError> {
+    fn submit(&self, scene: Scene, frame: Frame) -> Result<oneshot::Receiver<Answer>, RenderError> {
         let (reply, rx) = oneshot::channel();
         match self.jobs.try_send(Job {
             scene,
@@ -114,14 +113,18 @@ impl Renderer {
         }) {
             Ok(()) => Ok(rx),
             Err(mpsc::TrySendError::Full(_)) => Err(RenderError::Busy(QUEUE)),
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                Err(RenderError::Renderer("the render thread has stopped".into()))
-            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(RenderError::Renderer(
+                "the render thread has stopped".into(),
+            )),
         }
     }
 
     /// Draws `scene` into `frame` as a PNG.
-    pub async fn render(&self, scene: Scene, frame: Frame) -> Result<(Vec<u8>, Timing), RenderError> {
+    pub async fn render(
+        &self,
+        scene: Scene,
+        frame: Frame,
+    ) -> Result<(Vec<u8>, Timing), RenderError> {
         let rx = self.submit(scene, frame)?;
         self.queued.fetch_add(1, Ordering::Relaxed);
         let answer = rx.await;
@@ -215,7 +218,7 @@ impl RenderThread {
             // adapter at all is a panic in maplibre-rs, caught here.
             let (kernel, renderer) = runtime.block_on(create_headless_renderer(size, None));
             let plugins: Vec<Box<dyn Plugin<HeadlessEnvironment>>> = vec![
-                Box::new(RenderPlugin::default()),
+                Box::new(RenderPlugin),
                 Box::new(VectorPlugin::<DefaultVectorTransferables>::default()),
                 Box::new(CapturePlugin {
                     capture: plugin_capture,
@@ -248,7 +251,9 @@ impl RenderThread {
             Ok(Some(rgba)) => rgba,
             Ok(None) => {
                 self.map = None;
-                return Err(RenderError::Renderer("no frame came back from the GPU".into()));
+                return Err(RenderError::Renderer(
+                    "no frame came back from the GPU".into(),
+                ));
             }
             Err(e) => {
                 self.map = None;
@@ -388,5 +393,75 @@ impl System for ReadBack {
         drop(mapped);
         texture.unmap();
         *self.capture.borrow_mut() = Some(rgba);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_scene(drill: bool) -> Scene {
+        Scene {
+            snapshot: fusion::Snapshot {
+                seq: 0,
+                res: 8,
+                cells: Vec::new(),
+                units: Vec::new(),
+                sensors: Vec::new(),
+                incidents: Vec::new(),
+                alerts: Vec::new(),
+            },
+            space: "live".into(),
+            drill,
+            at_ms: 0,
+            historic: false,
+        }
+    }
+
+    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .expect("header");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("frame");
+        (info.width, info.height, buf)
+    }
+
+    /// Land and sea of the base map where they are, the header band, and
+    /// a second size on the same thread.
+    #[test]
+    fn draws_the_base_map_and_the_header_at_any_size() {
+        // A square of land in the middle of the sea.
+        let land = Polygon::new(
+            geo::LineString::from(vec![
+                (9.0, 54.0),
+                (10.0, 54.0),
+                (10.0, 55.0),
+                (9.0, 55.0),
+                (9.0, 54.0),
+            ]),
+            vec![],
+        );
+        let basemap = Basemap {
+            land: vec![land],
+            borders: Vec::new(),
+        };
+        let r = Renderer::start(basemap).expect("a Vulkan driver (mesa-vulkan-drivers)");
+        for (w, h) in [(400, 300), (256, 512)] {
+            let frame = Frame::new([8.0, 53.5, 11.0, 55.5], w, h).expect("frame");
+            let (png, timing) = r.render_blocking(empty_scene(true), frame).expect("image");
+            assert!(timing.new_renderer);
+            let (iw, ih, rgba) = decode(&png);
+            assert_eq!((iw, ih), (w, h));
+            let at = |lat: f64, lon: f64| {
+                let (x, y) = frame.to_pixel(lat, lon);
+                let i = ((y as u32 * w + x as u32) * 4) as usize;
+                [rgba[i], rgba[i + 1], rgba[i + 2]]
+            };
+            assert_eq!(at(54.5, 9.5), Layer::Land.color(), "{w}×{h}");
+            assert_eq!(at(53.8, 10.7), Layer::Water.color(), "{w}×{h}");
+            let band = ((10 * w + w - 2) * 4) as usize;
+            assert_eq!(rgba[band..band + 3], Layer::Exercise.color());
+        }
     }
 }

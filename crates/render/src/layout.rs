@@ -61,7 +61,12 @@ impl Layout {
             .zip(0u32..)
             .map(|(&(layer, text), i)| {
                 let top = legend[1] + 4 + i * ROW_H;
-                (layer, [legend[0] + 6, top + 2, 12, 12], (legend[0] + 24, top + 4), text)
+                (
+                    layer,
+                    [legend[0] + 6, top + 2, 12, 12],
+                    (legend[0] + 24, top + 4),
+                    text,
+                )
             })
             .collect();
         Layout {

@@ -13,8 +13,8 @@
 pub mod frame;
 pub mod layout;
 pub mod style;
-pub mod tile;
 mod text;
+pub mod tile;
 
 #[cfg(feature = "gpu")]
 pub mod gpu;
@@ -90,7 +90,10 @@ impl Basemap {
         let mut map = Basemap::default();
         for f in features {
             let coords = &f["geometry"]["coordinates"];
-            match (f["properties"]["layer"].as_str(), f["geometry"]["type"].as_str()) {
+            match (
+                f["properties"]["layer"].as_str(),
+                f["geometry"]["type"].as_str(),
+            ) {
                 (Some("land"), Some("MultiPolygon")) => {
                     for p in list(coords) {
                         let rings = list(&p);
@@ -182,7 +185,11 @@ pub fn finish(plan: &Plan, scene: &Scene, rgba: &[u8]) -> Result<Vec<u8>, Render
     let [_, hy, hw, hh] = plan.layout.header;
     // Large letters where they fit, small ones where they do not.
     let right_w = |scale| right.map_or(0, |r| text::width(r, scale) + 12);
-    let scale = if text::width(&left, 2) + right_w(2) + 12 <= hw { 2 } else { 1 };
+    let scale = if text::width(&left, 2) + right_w(2) + 12 <= hw {
+        2
+    } else {
+        1
+    };
     let ty = hy + hh.saturating_sub(8 * scale) / 2;
     canvas.write(6, ty, &left, scale);
     if let Some(r) = right {
@@ -254,10 +261,7 @@ mod tests {
     #[test]
     fn header_names_space_time_and_exercise() {
         let (left, right) = header_text(&scene(true));
-        assert_eq!(
-            left,
-            "drill-sturmflut  2026-11-30 00:53:20 UTC"
-        );
+        assert_eq!(left, "drill-sturmflut  2026-11-30 00:53:20 UTC");
         assert_eq!(right, Some("EXERCISE"));
         assert_eq!(header_text(&scene(false)).1, None);
     }
@@ -279,7 +283,9 @@ mod tests {
         let px = |x: usize, y: usize| &buf[(y * 400 + x) * 4..(y * 400 + x) * 4 + 4];
         assert_eq!(px(200, 200), [10, 20, 30, 255]);
         // Text is white in the header (and nowhere is the alpha left 0).
-        let white = (0..400 * 22).filter(|i| buf[i * 4..i * 4 + 3] == [255, 255, 255]).count();
+        let white = (0..400 * 22)
+            .filter(|i| buf[i * 4..i * 4 + 3] == [255, 255, 255])
+            .count();
         assert!(white > 200, "{white} white header pixels");
         assert!(buf.chunks(4).all(|p| p[3] == 255));
         assert!(finish(&plan, &s, &rgba[4..]).is_err());

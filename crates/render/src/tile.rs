@@ -155,7 +155,13 @@ fn project(frame: &Frame, ring: &LineString<f64>) -> LineString<f64> {
 pub fn encode(scene: &Scene, frame: &Frame, layout: &Layout, basemap: &Basemap) -> Vec<u8> {
     let mut out = Layers::new();
     let px = frame.tile_per_px();
-    out.rect(Layer::Water, -MARGIN, -MARGIN, EXTENT + MARGIN, EXTENT + MARGIN);
+    out.rect(
+        Layer::Water,
+        -MARGIN,
+        -MARGIN,
+        EXTENT + MARGIN,
+        EXTENT + MARGIN,
+    );
     base(&mut out, frame, basemap, px);
     cells(&mut out, scene, frame, px);
     incidents(&mut out, scene, frame, px);
@@ -179,11 +185,7 @@ fn base(out: &mut Layers, frame: &Frame, basemap: &Basemap, px: f64) {
     for p in land.intersection(&bounds) {
         out.polygon(Layer::Land, &p);
     }
-    let borders: MultiLineString<f64> = basemap
-        .borders
-        .iter()
-        .map(|l| project(frame, l))
-        .collect();
+    let borders: MultiLineString<f64> = basemap.borders.iter().map(|l| project(frame, l)).collect();
     for l in bounds.clip(&borders, false) {
         let pts: Vec<(f64, f64)> = l.0.iter().map(|c| (c.x, c.y)).collect();
         out.line(Layer::Border, &pts, BORDER_PX * px);
@@ -227,8 +229,11 @@ fn cells(out: &mut Layers, scene: &Scene, frame: &Frame, px: f64) {
     }
 }
 
+/// A ring or a list of points, (lon, lat).
+type Points = Vec<(f64, f64)>;
+
 /// Rings of a GeoJSON Polygon or MultiPolygon (lon, lat), or a Point.
-fn incident_rings(geometry: &serde_json::Value) -> (Vec<Vec<(f64, f64)>>, Vec<(f64, f64)>) {
+fn incident_rings(geometry: &serde_json::Value) -> (Vec<Points>, Points) {
     let pair = |v: &serde_json::Value| Some((v.get(0)?.as_f64()?, v.get(1)?.as_f64()?));
     let ring = |r: &serde_json::Value| -> Vec<(f64, f64)> {
         r.as_array()
@@ -255,7 +260,10 @@ fn incidents(out: &mut Layers, scene: &Scene, frame: &Frame, px: f64) {
     for incident in &scene.snapshot.incidents {
         let (rings, points) = incident_rings(&incident.geometry);
         for r in rings {
-            let pts: Vec<(f64, f64)> = r.iter().map(|&(lon, lat)| frame.to_tile(lat, lon)).collect();
+            let pts: Vec<(f64, f64)> = r
+                .iter()
+                .map(|&(lon, lat)| frame.to_tile(lat, lon))
+                .collect();
             out.line(Layer::Incident, &pts, INCIDENT_PX * px);
         }
         for (lon, lat) in points {
@@ -275,7 +283,13 @@ fn incidents(out: &mut Layers, scene: &Scene, frame: &Frame, px: f64) {
 fn markers(out: &mut Layers, scene: &Scene, frame: &Frame, px: f64) {
     let diamond = |x: f64, y: f64, r: f64| {
         Polygon::new(
-            LineString::from(vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y), (x, y - r)]),
+            LineString::from(vec![
+                (x, y - r),
+                (x + r, y),
+                (x, y + r),
+                (x - r, y),
+                (x, y - r),
+            ]),
             vec![],
         )
     };
@@ -329,7 +343,11 @@ fn furniture(out: &mut Layers, scene: &Scene, frame: &Frame, layout: &Layout) {
     if let Some(legend) = layout.legend {
         // The panel lies above every map layer; the swatches are drawn in
         // their own layers below it, seen through holes in the panel.
-        let holes = layout.rows.iter().map(|&(_, swatch, _, _)| ring(swatch)).collect();
+        let holes = layout
+            .rows
+            .iter()
+            .map(|&(_, swatch, _, _)| ring(swatch))
+            .collect();
         out.polygon(Layer::Panel, &Polygon::new(ring(legend), holes));
     }
     for &(layer, swatch, _, _) in &layout.rows {
@@ -354,7 +372,10 @@ mod tests {
         let tile = decode(&l.encode());
         assert_eq!(tile.layers.len(), 1);
         let layer = &tile.layers[0];
-        assert_eq!((layer.name.as_str(), layer.extent, layer.version), ("land", Some(4096), 2));
+        assert_eq!(
+            (layer.name.as_str(), layer.extent, layer.version),
+            ("land", Some(4096), 2)
+        );
         let g = &layer.features[0].geometry;
         // MoveTo(1) x y, LineTo(3) 3 × (dx dy), ClosePath(1).
         assert_eq!(g[0], 9);
@@ -395,6 +416,11 @@ mod tests {
         assert_eq!(incident_rings(&multi).0.len(), 2);
         let point = serde_json::json!({"type": "Point", "coordinates": [9.9, 53.5]});
         assert_eq!(incident_rings(&point).1, vec![(9.9, 53.5)]);
-        assert_eq!(incident_rings(&serde_json::json!({"type": "Nonsense"})).0.len(), 0);
+        assert_eq!(
+            incident_rings(&serde_json::json!({"type": "Nonsense"}))
+                .0
+                .len(),
+            0
+        );
     }
 }

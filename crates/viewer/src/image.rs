@@ -108,7 +108,11 @@ pub async fn render_png(
 
     let area = access.read(&space)?;
     let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
-    let at = q.at.as_deref().map(crate::parse_time).transpose().map_err(bad)?;
+    let at =
+        q.at.as_deref()
+            .map(crate::parse_time)
+            .transpose()
+            .map_err(bad)?;
     let bbox = match (q.bbox.as_deref(), area) {
         (Some(b), _) => parse_bbox_param(b).map_err(bad)?,
         (None, Some(a)) => [a.west, a.south, a.east, a.north],
@@ -140,10 +144,8 @@ pub async fn render_png(
         .limited_to(area)
         .restrict_snapshot(&mut reply.snapshot);
     let seq = reply.snapshot.seq;
-    let now_ms = i64::try_from(
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
-    )
-    .unwrap_or(0);
+    let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(0);
     let scene = render::Scene {
         snapshot: reply.snapshot,
         drill: fusion::space::is_drill(&space),
@@ -161,8 +163,14 @@ pub async fn render_png(
                 [
                     (header::CONTENT_TYPE, "image/png".to_owned()),
                     (header::CACHE_CONTROL, "no-store".to_owned()),
-                    (header::HeaderName::from_static("x-rescuemate-res"), res.to_string()),
-                    (header::HeaderName::from_static("x-rescuemate-seq"), seq.to_string()),
+                    (
+                        header::HeaderName::from_static("x-rescuemate-res"),
+                        res.to_string(),
+                    ),
+                    (
+                        header::HeaderName::from_static("x-rescuemate-seq"),
+                        seq.to_string(),
+                    ),
                 ],
                 png,
             )
