@@ -45,7 +45,7 @@ fn init_tracing() {
     // backend probing (map images) each backend a machine lacks; RUST_LOG
     // (e.g. `info,rumqttd=warn`) turns them back on.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,wgpu_hal=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,wgpu_hal=off,wgpu_core=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
