@@ -44,8 +44,9 @@ fn init_tracing() {
     // rumqttd logs every routine client disconnect as an error, and wgpu's
     // backend probing (map images) each backend a machine lacks; RUST_LOG
     // (e.g. `info,rumqttd=warn`) turns them back on.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,wgpu_hal=off,wgpu_core=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rumqttd=off,wgpu_hal=off,wgpu_core=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
