@@ -435,6 +435,27 @@ impl CellAgg {
                 };
                 let k = &mut self.names[i];
                 let (v0, v1) = (v0.unwrap_or(f64::NAN), v1.unwrap_or(f64::NAN));
+                if k.n == 1 {
+                    // The only sensor of its kind here (the usual case in a
+                    // finest cell): its new reading is the kind's maximum,
+                    // lower or not, and without incidents the hazard is the
+                    // highest level of the kinds present. Exact, no
+                    // recomputation from the members.
+                    k.max_value = v1;
+                    k.max_level = l1;
+                    let newest = keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME);
+                    if self.incidents == 0 {
+                        self.hazard = self
+                            .names
+                            .iter()
+                            .filter(|e| e.sensor)
+                            .map(|e| e.max_level.min(4))
+                            .max()
+                            .unwrap_or(0);
+                        return newest;
+                    }
+                    return keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0) && newest;
+                }
                 // NaN compares false: no value never held nor keeps a maximum.
                 let held = v0 >= k.max_value;
                 let kept_up = v1 >= v0;
