@@ -298,6 +298,7 @@ impl ViewFilter {
                 vp.bbox,
                 || index.units(&delta.units),
                 || index.unit_ids(&delta.units),
+                |i| &delta.units[i].id,
                 &self.units,
                 delta.units.len(),
             ),
@@ -313,6 +314,7 @@ impl ViewFilter {
                 vp.bbox,
                 || index.sensors(&delta.sensors),
                 || index.sensor_ids(&delta.sensors),
+                |i| &delta.sensors[i].id,
                 &self.sensors,
                 delta.sensors.len(),
             ),
@@ -393,6 +395,7 @@ fn candidates<'a>(
     bbox: Option<Bbox>,
     by_lat: impl FnOnce() -> &'a [(f64, u32)],
     by_id: impl FnOnce() -> &'a IdIndex,
+    id_at: impl Fn(usize) -> &'a str,
     held: &HashSet<Arc<str>>,
     len: usize,
 ) -> Vec<u32> {
@@ -404,8 +407,18 @@ fn candidates<'a>(
         .map(|(_, i)| *i)
         .collect();
     if !held.is_empty() {
-        let ids = by_id();
-        out.extend(held.iter().filter_map(|id| ids.get(id).copied()));
+        // The items held among the list's: one hash lookup per item or per
+        // held id, whichever are fewer (a client on a wide view may hold
+        // far more than one tick changes).
+        if len < held.len() {
+            out.extend(
+                (0..u32::try_from(len).unwrap_or(u32::MAX))
+                    .filter(|&i| held.contains(id_at(i as usize))),
+            );
+        } else {
+            let ids = by_id();
+            out.extend(held.iter().filter_map(|id| ids.get(id).copied()));
+        }
     }
     out.sort_unstable();
     out.dedup();
@@ -450,6 +463,37 @@ fn forget(ids: &[String], held: &mut HashSet<Arc<str>>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_items_are_found_from_either_side() {
+        let ids: Vec<Arc<str>> = (0..40).map(|i| Arc::from(format!("u{i}"))).collect();
+        let index: IdIndex = ids
+            .iter()
+            .zip(0u32..)
+            .map(|(id, i)| (id.clone(), i))
+            .collect();
+        let by_lat: Vec<(f64, u32)> = vec![(53.5, 3), (53.6, 7)];
+        let b = Bbox::new(9.9, 53.45, 10.0, 53.55).expect("bbox");
+        // Few held (looked up by id) and many held (each item tested):
+        // the same candidates, sorted and without repeats.
+        for held_n in [3usize, 400] {
+            let mut held: HashSet<Arc<str>> = HashSet::default();
+            held.extend((0..held_n).map(|i| Arc::<str>::from(format!("u{}", i * 5))));
+            let got = candidates(
+                Some(b),
+                || &by_lat,
+                || &index,
+                |i| &ids[i],
+                &held,
+                ids.len(),
+            );
+            let mut want: Vec<u32> = vec![3];
+            want.extend((0..40u32).filter(|i| held.contains(format!("u{i}").as_str())));
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(got, want, "{held_n} held");
+        }
+    }
 
     #[test]
     fn bbox_validates_and_contains() {
