@@ -338,12 +338,52 @@ pub(crate) struct DeltaIndex {
     cells_by_lat: [OnceLock<Vec<(f64, u32)>>; 16],
     units_by_lat: OnceLock<Vec<(f64, u32)>>,
     sensors_by_lat: OnceLock<Vec<(f64, u32)>>,
-    unit_ids: OnceLock<IdIndex>,
-    sensor_ids: OnceLock<IdIndex>,
+    unit_keys: OnceLock<Keys>,
+    sensor_keys: OnceLock<Keys>,
 }
 
-/// Index in a delta's list by id.
-pub(crate) type IdIndex = std::collections::HashMap<Arc<str>, u32, ahash::RandomState>;
+/// The hash of an entity id: one hasher for the whole process, so that a
+/// delta computes each id's hash once and every client's set of held ids
+/// ([`crate::ViewFilter`]) looks it up with that number.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    static HASHER: std::sync::LazyLock<ahash::RandomState> =
+        std::sync::LazyLock::new(ahash::RandomState::new);
+    HASHER.hash_one(id)
+}
+
+/// The ids of a delta's list: each item's id hash, and the items by id.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Keys {
+    /// `id_hash` of item `i`'s id.
+    pub(crate) hashes: Vec<u64>,
+    by_id: hashbrown::HashTable<u32>,
+}
+
+impl Keys {
+    pub(crate) fn new<'a>(ids: impl Iterator<Item = &'a Arc<str>>) -> Keys {
+        let hashes: Vec<u64> = ids.map(|id| id_hash(id)).collect();
+        let mut by_id = hashbrown::HashTable::with_capacity(hashes.len());
+        for (i, &h) in (0u32..).zip(&hashes) {
+            by_id.insert_unique(h, i, |&j| hashes[j as usize]);
+        }
+        Keys { hashes, by_id }
+    }
+
+    /// The index of the item whose id is `id` (hash `h`); `id_at` gives an
+    /// item's id.
+    pub(crate) fn find<'a>(
+        &self,
+        h: u64,
+        id: &str,
+        id_at: impl Fn(usize) -> &'a str,
+    ) -> Option<u32> {
+        self.by_id
+            .find(h, |&i| {
+                self.hashes[i as usize] == h && id_at(i as usize) == id
+            })
+            .copied()
+    }
+}
 
 /// Items sorted by latitude: (latitude, index).
 fn by_lat(points: impl Iterator<Item = (Option<f64>, usize)>) -> Vec<(f64, u32)> {
@@ -411,23 +451,17 @@ impl DeltaIndex {
         })
     }
 
-    /// Units by id.
-    pub(crate) fn unit_ids(&self, units: &[UnitView]) -> &IdIndex {
-        self.unit_ids
-            .get_or_init(|| ids(units.iter().map(|u| &u.id)))
+    /// The units' ids.
+    pub(crate) fn unit_keys(&self, units: &[UnitView]) -> &Keys {
+        self.unit_keys
+            .get_or_init(|| Keys::new(units.iter().map(|u| &u.id)))
     }
 
-    /// Sensors by id.
-    pub(crate) fn sensor_ids(&self, sensors: &[SensorView]) -> &IdIndex {
-        self.sensor_ids
-            .get_or_init(|| ids(sensors.iter().map(|s| &s.id)))
+    /// The sensors' ids.
+    pub(crate) fn sensor_keys(&self, sensors: &[SensorView]) -> &Keys {
+        self.sensor_keys
+            .get_or_init(|| Keys::new(sensors.iter().map(|s| &s.id)))
     }
-}
-
-fn ids<'a>(list: impl Iterator<Item = &'a Arc<str>>) -> IdIndex {
-    list.enumerate()
-        .filter_map(|(i, id)| Some((id.clone(), u32::try_from(i).ok()?)))
-        .collect()
 }
 
 impl PartialEq for DeltaIndex {

@@ -14,8 +14,8 @@ type HashSet<T> = StdHashSet<T, ahash::RandomState>;
 use thiserror::Error;
 
 use crate::view::{
-    AlertView, CellView, Delta, DeltaIndex, IdIndex, IncidentView, SensorView, Snapshot, UnitView,
-    lat_band,
+    AlertView, CellView, Delta, DeltaIndex, IncidentView, Keys, SensorView, Snapshot, UnitView,
+    id_hash, lat_band,
 };
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
@@ -185,8 +185,8 @@ fn visit_positions(coords: Option<&serde_json::Value>, f: &mut impl FnMut(f64, f
 #[derive(Debug)]
 pub struct ViewFilter {
     viewport: Viewport,
-    units: HashSet<Arc<str>>,
-    sensors: HashSet<Arc<str>>,
+    units: Held,
+    sensors: Held,
     area: Option<Bbox>,
     incidents: HashSet<String>,
 }
@@ -196,8 +196,8 @@ impl ViewFilter {
     pub fn new(viewport: Viewport) -> ViewFilter {
         ViewFilter {
             viewport,
-            units: HashSet::default(),
-            sensors: HashSet::default(),
+            units: Held::default(),
+            sensors: Held::default(),
             area: None,
             incidents: HashSet::default(),
         }
@@ -244,8 +244,8 @@ impl ViewFilter {
 
     /// Records what a snapshot sent to the client.
     pub fn sent_snapshot(&mut self, units: &[UnitView], sensors: &[SensorView]) {
-        self.units = units.iter().map(|u| u.id.clone()).collect();
-        self.sensors = sensors.iter().map(|s| s.id.clone()).collect();
+        self.units = Held::of(units.iter().map(|u| &u.id));
+        self.sensors = Held::of(sensors.iter().map(|s| &s.id));
     }
 
     /// The part of `delta` this client needs, with the same `seq`.
@@ -292,32 +292,34 @@ impl ViewFilter {
         let area = self.area;
         let mut units_removed = forget(&delta.units_removed, &mut self.units);
         let mut sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
+        let unit_keys = index.unit_keys(&delta.units);
         let units = keep_moving(
             &delta.units,
             candidates(
                 vp.bbox,
                 || index.units(&delta.units),
-                || index.unit_ids(&delta.units),
+                unit_keys,
                 |i| &delta.units[i].id,
                 &self.units,
-                delta.units.len(),
             ),
+            unit_keys,
             &mut self.units,
             |u| {
                 let gone = area.is_some_and(|a| !inside(&a, u.lat, u.lon));
                 (&u.id, vp.contains_point(u.lat, u.lon) && !gone, gone)
             },
         );
+        let sensor_keys = index.sensor_keys(&delta.sensors);
         let sensors = keep_moving(
             &delta.sensors,
             candidates(
                 vp.bbox,
                 || index.sensors(&delta.sensors),
-                || index.sensor_ids(&delta.sensors),
+                sensor_keys,
                 |i| &delta.sensors[i].id,
                 &self.sensors,
-                delta.sensors.len(),
             ),
+            sensor_keys,
             &mut self.sensors,
             |s| {
                 let gone = area.is_some_and(|a| !inside(&a, s.lat, s.lon));
@@ -388,17 +390,68 @@ fn inside(area: &Bbox, lat: Option<f64>, lon: Option<f64>) -> bool {
     matches!((lat, lon), (Some(lat), Some(lon)) if area.contains(lat, lon, 0.0))
 }
 
+/// The ids a client holds (units or sensors), by their [`id_hash`]: a
+/// delta hashes each id once for all clients ([`Keys`]), so a client's
+/// lookups compare numbers and, on a match, the id.
+#[derive(Debug, Default)]
+struct Held(hashbrown::HashTable<(u64, Arc<str>)>);
+
+impl Held {
+    fn of<'a>(ids: impl Iterator<Item = &'a Arc<str>>) -> Held {
+        let mut held = Held::default();
+        for id in ids {
+            held.insert(id_hash(id), id);
+        }
+        held
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.contains_hashed(id_hash(id), id)
+    }
+
+    fn contains_hashed(&self, h: u64, id: &str) -> bool {
+        self.0.find(h, |(eh, e)| *eh == h && **e == *id).is_some()
+    }
+
+    fn insert(&mut self, h: u64, id: &Arc<str>) {
+        if let hashbrown::hash_table::Entry::Vacant(v) =
+            self.0
+                .entry(h, |(eh, e)| *eh == h && **e == **id, |(eh, _)| *eh)
+        {
+            v.insert((h, id.clone()));
+        }
+    }
+
+    fn remove(&mut self, h: u64, id: &str) -> bool {
+        match self.0.find_entry(h, |(eh, e)| *eh == h && **e == *id) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// The positions in a delta's list that may concern a client: those in
 /// its viewport's band of latitudes and those it holds (which may have
 /// left), in the list's order; every position for a whole-world viewport.
 fn candidates<'a>(
     bbox: Option<Bbox>,
     by_lat: impl FnOnce() -> &'a [(f64, u32)],
-    by_id: impl FnOnce() -> &'a IdIndex,
+    keys: &Keys,
     id_at: impl Fn(usize) -> &'a str,
-    held: &HashSet<Arc<str>>,
-    len: usize,
+    held: &Held,
 ) -> Vec<u32> {
+    let len = keys.hashes.len();
     let Some(b) = bbox else {
         return (0..u32::try_from(len).unwrap_or(u32::MAX)).collect();
     };
@@ -407,17 +460,22 @@ fn candidates<'a>(
         .map(|(_, i)| *i)
         .collect();
     if !held.is_empty() {
-        // The items held among the list's: one hash lookup per item or per
-        // held id, whichever are fewer (a client on a wide view may hold
-        // far more than one tick changes).
+        // The items held among the list's: one lookup per item or per held
+        // id, whichever are fewer (a client on a wide view may hold far
+        // more than one tick changes).
         if len < held.len() {
             out.extend(
-                (0..u32::try_from(len).unwrap_or(u32::MAX))
-                    .filter(|&i| held.contains(id_at(i as usize))),
+                (0u32..)
+                    .zip(&keys.hashes)
+                    .filter(|&(i, &h)| held.contains_hashed(h, id_at(i as usize)))
+                    .map(|(i, _)| i),
             );
         } else {
-            let ids = by_id();
-            out.extend(held.iter().filter_map(|id| ids.get(id).copied()));
+            out.extend(
+                held.0
+                    .iter()
+                    .filter_map(|(h, id)| keys.find(*h, id, &id_at)),
+            );
         }
     }
     out.sort_unstable();
@@ -432,17 +490,21 @@ fn candidates<'a>(
 fn keep_moving<T: Clone>(
     items: &[T],
     candidates: Vec<u32>,
-    held: &mut HashSet<Arc<str>>,
+    keys: &Keys,
+    held: &mut Held,
     probe: impl Fn(&T) -> (&Arc<str>, bool, bool),
 ) -> (Vec<T>, Vec<String>) {
     let mut out = Vec::new();
     let mut gone = Vec::new();
-    for item in candidates.into_iter().filter_map(|i| items.get(i as usize)) {
+    for i in candidates {
+        let (Some(item), Some(&h)) = (items.get(i as usize), keys.hashes.get(i as usize)) else {
+            continue;
+        };
         let (id, inside, left_area) = probe(item);
         if inside {
-            held.insert(id.clone());
+            held.insert(h, id);
             out.push(item.clone());
-        } else if held.remove(id) {
+        } else if held.remove(h, id) {
             if left_area {
                 gone.push(id.to_string());
             } else {
@@ -453,9 +515,9 @@ fn keep_moving<T: Clone>(
     (out, gone)
 }
 
-fn forget(ids: &[String], held: &mut HashSet<Arc<str>>) -> Vec<String> {
+fn forget(ids: &[String], held: &mut Held) -> Vec<String> {
     ids.iter()
-        .filter(|id| held.remove(id.as_str()))
+        .filter(|id| held.remove(id_hash(id), id.as_str()))
         .cloned()
         .collect()
 }
@@ -467,32 +529,27 @@ mod tests {
     #[test]
     fn held_items_are_found_from_either_side() {
         let ids: Vec<Arc<str>> = (0..40).map(|i| Arc::from(format!("u{i}"))).collect();
-        let index: IdIndex = ids
-            .iter()
-            .zip(0u32..)
-            .map(|(id, i)| (id.clone(), i))
-            .collect();
+        let keys = Keys::new(ids.iter());
         let by_lat: Vec<(f64, u32)> = vec![(53.5, 3), (53.6, 7)];
         let b = Bbox::new(9.9, 53.45, 10.0, 53.55).expect("bbox");
         // Few held (looked up by id) and many held (each item tested):
         // the same candidates, sorted and without repeats.
         for held_n in [3usize, 400] {
-            let mut held: HashSet<Arc<str>> = HashSet::default();
-            held.extend((0..held_n).map(|i| Arc::<str>::from(format!("u{}", i * 5))));
-            let got = candidates(
-                Some(b),
-                || &by_lat,
-                || &index,
-                |i| &ids[i],
-                &held,
-                ids.len(),
-            );
+            let names: Vec<Arc<str>> = (0..held_n)
+                .map(|i| Arc::<str>::from(format!("u{}", i * 5)))
+                .collect();
+            let held = Held::of(names.iter());
+            assert_eq!(held.len(), held_n);
+            let got = candidates(Some(b), || &by_lat, &keys, |i| &ids[i], &held);
             let mut want: Vec<u32> = vec![3];
-            want.extend((0..40u32).filter(|i| held.contains(format!("u{i}").as_str())));
+            want.extend((0..40u32).filter(|i| held.contains(&format!("u{i}"))));
             want.sort_unstable();
             want.dedup();
             assert_eq!(got, want, "{held_n} held");
         }
+        let mut held = Held::of(ids[..2].iter());
+        assert!(held.remove(id_hash("u1"), "u1") && !held.remove(id_hash("u1"), "u1"));
+        assert!(held.contains("u0") && !held.contains("u1"));
     }
 
     #[test]
