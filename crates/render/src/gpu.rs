@@ -9,8 +9,6 @@
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -65,7 +63,6 @@ struct Job {
 #[derive(Clone)]
 pub struct Renderer {
     jobs: mpsc::SyncSender<Job>,
-    queued: Arc<AtomicUsize>,
 }
 
 impl Renderer {
@@ -89,7 +86,13 @@ impl Renderer {
                 let _ = ready_tx.send(probe);
                 if ok {
                     while let Ok(job) = inbox.recv() {
-                        let answer = thread.draw(&job.scene, job.frame);
+                        // A panic anywhere in one image answers that image
+                        // with an error; the thread and its queue go on.
+                        let answer = guarded("drawing", || thread.draw(&job.scene, job.frame))
+                            .and_then(|a| a);
+                        if answer.is_err() {
+                            thread.map = None;
+                        }
                         let _ = job.reply.send(answer);
                     }
                 }
@@ -98,10 +101,7 @@ impl Renderer {
         ready_rx
             .recv()
             .map_err(|_| RenderError::Renderer("its thread ended at start".into()))??;
-        Ok(Renderer {
-            jobs,
-            queued: Arc::new(AtomicUsize::new(0)),
-        })
+        Ok(Renderer { jobs })
     }
 
     fn submit(&self, scene: Scene, frame: Frame) -> Result<oneshot::Receiver<Answer>, RenderError> {
@@ -125,11 +125,9 @@ impl Renderer {
         scene: Scene,
         frame: Frame,
     ) -> Result<(Vec<u8>, Timing), RenderError> {
-        let rx = self.submit(scene, frame)?;
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        let answer = rx.await;
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-        answer.map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
+        self.submit(scene, frame)?
+            .await
+            .map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
     }
 
     /// [`Renderer::render`] for a caller outside an async runtime.
@@ -141,11 +139,6 @@ impl Renderer {
         self.submit(scene, frame)?
             .blocking_recv()
             .map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
-    }
-
-    /// Images waiting or being drawn.
-    pub fn in_flight(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
     }
 }
 
