@@ -153,7 +153,9 @@ async fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u
         at_ms,
         historic: at.is_some(),
     };
-    let (png, timing) = renderer.render(scene, frame).await?;
+    let drawn = renderer.render(scene, frame).await;
+    renderer.shutdown();
+    let (png, timing) = drawn?;
     tracing::info!(?timing, "drawn");
     Ok(png)
 }

@@ -63,6 +63,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Renderer {
     jobs: mpsc::SyncSender<Job>,
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Renderer {
@@ -71,7 +72,7 @@ impl Renderer {
     pub fn start(basemap: Basemap) -> Result<Renderer, RenderError> {
         let (jobs, inbox) = mpsc::sync_channel::<Job>(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("render".into())
             .spawn(move || {
                 let mut thread = match RenderThread::new(basemap) {
@@ -101,7 +102,10 @@ impl Renderer {
         ready_rx
             .recv()
             .map_err(|_| RenderError::Renderer("its thread ended at start".into()))??;
-        Ok(Renderer { jobs })
+        Ok(Renderer {
+            jobs,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
     }
 
     fn submit(&self, scene: Scene, frame: Frame) -> Result<oneshot::Receiver<Answer>, RenderError> {
@@ -128,6 +132,21 @@ impl Renderer {
         self.submit(scene, frame)?
             .await
             .map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
+    }
+
+    /// Stops the render thread once the last handle is shut down: it
+    /// finishes the queued images, then releases the GPU device on its own
+    /// thread, and this waits for it. A process should do this before it
+    /// exits: the Vulkan driver tearing down while the thread still holds
+    /// its device corrupted the heap at exit (seen with Mesa's lavapipe).
+    pub fn shutdown(self) {
+        let Renderer { jobs, thread } = self;
+        drop(jobs);
+        if let Ok(thread) = std::sync::Arc::try_unwrap(thread)
+            && let Some(handle) = thread.into_inner().ok().flatten()
+        {
+            let _ = handle.join();
+        }
     }
 
     /// [`Renderer::render`] for a caller outside an async runtime.
@@ -456,5 +475,6 @@ mod tests {
             let band = ((10 * w + w - 2) * 4) as usize;
             assert_eq!(rgba[band..band + 3], Layer::Exercise.color());
         }
+        r.shutdown();
     }
 }
