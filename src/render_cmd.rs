@@ -124,11 +124,7 @@ async fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u
     };
     let bbox = viewer::viewport::parse_bbox_param(&a.bbox).map_err(anyhow::Error::msg)?;
     let frame = render::Frame::new(bbox, a.width, a.height)?;
-    let res = a.res.unwrap_or_else(|| {
-        frame
-            .resolution(&viewer::image::RESOLUTIONS, viewer::image::MIN_CELL_PX)
-            .unwrap_or(viewer::image::RESOLUTIONS[0])
-    });
+    let res = viewer::image::resolution(&frame, a.res);
     let vp = viewer::viewport::parse_viewport(Some(frame.visible_bbox()), Some(res))
         .map_err(anyhow::Error::msg)?;
     let at = a.at.as_deref().map(parse_time).transpose()?;
@@ -141,11 +137,7 @@ async fn from_log(a: &RenderArgs, dir: &std::path::Path) -> anyhow::Result<Vec<u
     let tick_ms = i64::try_from(config.tick().as_millis()).unwrap_or(50);
     let reply = crate::driver::history(&dir.join(&a.space), config.picture()?, tick_ms, at_ms, vp)
         .map_err(anyhow::Error::msg)?;
-    let basemap = viewer::assets::get("basemap.geojson")
-        .map(|(bytes, _)| render::Basemap::from_geojson(bytes))
-        .transpose()?
-        .unwrap_or_default();
-    let renderer = render::gpu::Renderer::start(basemap)?;
+    let renderer = render::gpu::Renderer::start(viewer::image::basemap()?)?;
     let scene = render::Scene {
         snapshot: reply.snapshot,
         space: a.space.clone(),

@@ -348,7 +348,7 @@ mod with_renderer {
         assert_eq!((cli_img.width, cli_img.height), (640, 480));
         let cli_frame = render::Frame::new(BBOX, 640, 480).expect("frame");
         let res = cli_frame
-            .resolution(&viewer_resolutions(), 8.0)
+            .resolution(&viewer::image::RESOLUTIONS, viewer::image::MIN_CELL_PX)
             .expect("res");
         let vb = cli_frame.visible_bbox().map(|v| v.to_string()).join(",");
         let (_, text) = http_get(
@@ -358,10 +358,5 @@ mod with_renderer {
         let snap: Value = serde_json::from_str(&text).expect("snapshot");
         check_image(&cli_img, &snap, &cli_frame);
         let _ = std::fs::remove_dir_all(&data);
-    }
-
-    /// The resolutions the server chooses from (viewer::image::RESOLUTIONS).
-    fn viewer_resolutions() -> Vec<u8> {
-        vec![6, 7, 8, 9, 10]
     }
 }

@@ -199,22 +199,7 @@ impl RenderThread {
 
     fn probe(&mut self) -> Result<(), RenderError> {
         let frame = Frame::new([9.9, 53.5, 10.1, 53.6], 64, 64)?;
-        let scene = Scene {
-            snapshot: fusion::Snapshot {
-                seq: 0,
-                res: 8,
-                cells: Vec::new(),
-                units: Vec::new(),
-                sensors: Vec::new(),
-                incidents: Vec::new(),
-                alerts: Vec::new(),
-            },
-            space: "probe".into(),
-            drill: false,
-            at_ms: 0,
-            historic: false,
-        };
-        self.draw(&scene, frame).map(|_| ())
+        self.draw(&Scene::empty("probe", false), frame).map(|_| ())
     }
 
     fn map_for(&mut self, size: u32) -> Result<bool, RenderError> {
@@ -245,14 +230,14 @@ impl RenderThread {
 
     fn draw(&mut self, scene: &Scene, frame: Frame) -> Result<(Vec<u8>, Timing), RenderError> {
         let t0 = Instant::now();
-        let plan = Plan::new(scene, frame, &self.basemap);
+        let mut plan = Plan::new(scene, frame, &self.basemap);
         let t1 = Instant::now();
         let new_renderer = self.map_for(frame.size)?;
         let Some((_, map, capture)) = self.map.as_mut() else {
             return Err(RenderError::Renderer("no map".into()));
         };
         let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
-        let tile = plan.tile.clone().into_boxed_slice();
+        let tile = std::mem::take(&mut plan.tile).into_boxed_slice();
         let runtime = &self.runtime;
         let drawn = guarded("drawing", || {
             let layers = runtime.block_on(map.process_tile(tile, &names));
@@ -413,21 +398,7 @@ mod tests {
     use super::*;
 
     fn empty_scene(drill: bool) -> Scene {
-        Scene {
-            snapshot: fusion::Snapshot {
-                seq: 0,
-                res: 8,
-                cells: Vec::new(),
-                units: Vec::new(),
-                sensors: Vec::new(),
-                incidents: Vec::new(),
-                alerts: Vec::new(),
-            },
-            space: "live".into(),
-            drill,
-            at_ms: 0,
-            historic: false,
-        }
+        Scene::empty("live", drill)
     }
 
     fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {

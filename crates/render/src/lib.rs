@@ -56,6 +56,27 @@ pub struct Scene {
     pub historic: bool,
 }
 
+impl Scene {
+    /// A scene with nothing in it (a probe, a test).
+    pub fn empty(space: &str, drill: bool) -> Scene {
+        Scene {
+            snapshot: fusion::Snapshot {
+                seq: 0,
+                res: 8,
+                cells: Vec::new(),
+                units: Vec::new(),
+                sensors: Vec::new(),
+                incidents: Vec::new(),
+                alerts: Vec::new(),
+            },
+            space: space.to_owned(),
+            drill,
+            at_ms: 0,
+            historic: false,
+        }
+    }
+}
+
 /// The offline base map: land polygons and country borders (lon, lat).
 #[derive(Debug, Clone, Default)]
 pub struct Basemap {
@@ -225,19 +246,8 @@ mod tests {
 
     fn scene(drill: bool) -> Scene {
         Scene {
-            snapshot: fusion::Snapshot {
-                seq: 0,
-                res: 8,
-                cells: Vec::new(),
-                units: Vec::new(),
-                sensors: Vec::new(),
-                incidents: Vec::new(),
-                alerts: Vec::new(),
-            },
-            space: "drill-sturmflut".into(),
-            drill,
             at_ms: 1_796_000_000_000,
-            historic: false,
+            ..Scene::empty("drill-sturmflut", drill)
         }
     }
 

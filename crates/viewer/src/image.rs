@@ -55,6 +55,26 @@ pub async fn render_png(
     ))
 }
 
+/// The resolution to draw: `res` if asked, else the finest of
+/// [`RESOLUTIONS`] whose cells are at least [`MIN_CELL_PX`] across.
+#[cfg(feature = "render")]
+pub fn resolution(frame: &render::Frame, res: Option<u8>) -> u8 {
+    res.unwrap_or_else(|| {
+        frame
+            .resolution(&RESOLUTIONS, MIN_CELL_PX)
+            .unwrap_or(RESOLUTIONS[0])
+    })
+}
+
+/// The web client's offline base map, for images.
+#[cfg(feature = "render")]
+pub fn basemap() -> Result<render::Basemap, render::RenderError> {
+    Ok(crate::assets::get("basemap.geojson")
+        .map(|(bytes, _)| render::Basemap::from_geojson(bytes))
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// The renderer, started once, or why it could not be.
 #[cfg(feature = "render")]
 pub type Images = std::sync::Arc<tokio::sync::OnceCell<Result<render::gpu::Renderer, String>>>;
@@ -64,14 +84,8 @@ async fn renderer(s: &AppState) -> Result<render::gpu::Renderer, ApiError> {
     let started = s
         .images
         .get_or_init(|| async {
-            let started = tokio::task::spawn_blocking(|| {
-                let basemap = crate::assets::get("basemap.geojson")
-                    .map(|(bytes, _)| render::Basemap::from_geojson(bytes))
-                    .transpose()?
-                    .unwrap_or_default();
-                render::gpu::Renderer::start(basemap)
-            })
-            .await;
+            let started =
+                tokio::task::spawn_blocking(|| render::gpu::Renderer::start(basemap()?)).await;
             match started {
                 Ok(Ok(r)) => {
                     tracing::info!("map images: renderer started");
@@ -101,7 +115,7 @@ pub async fn render_png(
     Path(space): Path<String>,
     Query(q): Query<RenderQuery>,
 ) -> Result<Response, ApiError> {
-    use crate::viewport::{parse_bbox_param, parse_viewport, within_area};
+    use crate::viewport::parse_bbox_param;
     use axum::http::header;
     use axum::response::IntoResponse;
     use render::RenderError;
@@ -124,25 +138,10 @@ pub async fn render_png(
         q.height.unwrap_or(DEFAULT_HEIGHT),
     )
     .map_err(|e| bad(e.to_string()))?;
-    let res = match q.res {
-        Some(r) => r,
-        None => frame
-            .resolution(&RESOLUTIONS, MIN_CELL_PX)
-            .unwrap_or(RESOLUTIONS[0]),
-    };
-    let vp = within_area(
-        parse_viewport(Some(frame.visible_bbox()), Some(res)).map_err(bad)?,
-        area,
-    )
-    .map_err(|e| ApiError::from(crate::auth::Denied::Forbidden(e)))?;
+    let res = resolution(&frame, q.res);
+    let vp = crate::viewport_in(Some(frame.visible_bbox()), Some(res), area)?;
     let images = renderer(&s).await?;
-    let mut reply = match at {
-        Some(t) => s.hub.history(&space, t, vp).await?,
-        None => s.hub.snapshot(&space, vp).await?,
-    };
-    fusion::ViewFilter::new(vp)
-        .limited_to(area)
-        .restrict_snapshot(&mut reply.snapshot);
+    let reply = crate::picture_in(&s, &space, area, at, vp).await?;
     let seq = reply.snapshot.seq;
     let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(0);

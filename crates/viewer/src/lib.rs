@@ -274,15 +274,8 @@ async fn snapshot(
         .map(parse_bbox_param)
         .transpose()
         .map_err(bad)?;
-    let vp = within_area(parse_viewport(bbox, q.res).map_err(bad)?, area)
-        .map_err(|e| ApiError::from(Denied::Forbidden(e)))?;
-    let mut reply = match at {
-        Some(t) => s.hub.history(&space, t, vp).await?,
-        None => s.hub.snapshot(&space, vp).await?,
-    };
-    fusion::ViewFilter::new(vp)
-        .limited_to(area)
-        .restrict_snapshot(&mut reply.snapshot);
+    let vp = viewport_in(bbox, q.res, area)?;
+    let reply = picture_in(&s, &space, area, at, vp).await?;
     let body = SnapshotMsg {
         kind: "snapshot",
         space: &space,
@@ -292,6 +285,35 @@ async fn snapshot(
         at,
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// The viewport asked for (`bbox`, `res`), cut to the token's area.
+pub(crate) fn viewport_in(
+    bbox: Option<[f64; 4]>,
+    res: Option<u8>,
+    area: Option<fusion::Bbox>,
+) -> Result<fusion::Viewport, ApiError> {
+    let vp = parse_viewport(bbox, res).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    within_area(vp, area).map_err(|e| ApiError::from(Denied::Forbidden(e)))
+}
+
+/// The picture of `space` in `vp`, now or (`at`) rebuilt from the log,
+/// with nothing outside the token's `area`.
+pub(crate) async fn picture_in(
+    s: &AppState,
+    space: &str,
+    area: Option<fusion::Bbox>,
+    at: Option<i64>,
+    vp: fusion::Viewport,
+) -> Result<hub::SnapshotReply, ApiError> {
+    let mut reply = match at {
+        Some(t) => s.hub.history(space, t, vp).await?,
+        None => s.hub.snapshot(space, vp).await?,
+    };
+    fusion::ViewFilter::new(vp)
+        .limited_to(area)
+        .restrict_snapshot(&mut reply.snapshot);
+    Ok(reply)
 }
 
 /// `at=`: epoch milliseconds or RFC 3339 (`2026-12-01T21:00:00Z`).
