@@ -314,7 +314,7 @@ fn a_view_filter_sends_what_is_inside_and_what_leaves() {
         .expect("ok");
     p.apply(&pos("u2", T0 + 1, (52.1, 7.1)), T0 + 1)
         .expect("ok");
-    let d = f.filter(&p.flush(T0 + 1).expect("changed"));
+    let d = filtered(&mut f, &p.flush(T0 + 1).expect("changed"));
     assert_eq!(
         d.units.len(),
         1,
@@ -324,7 +324,7 @@ fn a_view_filter_sends_what_is_inside_and_what_leaves() {
     assert_eq!(d.cells_removed.len(), 1, "its res-8 cell emptied");
     p.apply(&pos("u1", T0 + 2, (52.0, 7.1)), T0 + 2)
         .expect("ok");
-    let d = f.filter(&p.flush(T0 + 2).expect("changed"));
+    let d = filtered(&mut f, &p.flush(T0 + 2).expect("changed"));
     assert!(d.units.is_empty(), "no longer held by the client");
 }
 
@@ -375,17 +375,27 @@ fn an_area_limit_keeps_everything_outside_it_from_the_client() {
         .expect("ok");
     p.apply(&obs("g-out", T0 + 1, 9.5, None), T0 + 1)
         .expect("ok");
-    let d = f.filter(&p.flush(T0 + 1).expect("changed"));
+    let d = filtered(&mut f, &p.flush(T0 + 1).expect("changed"));
     assert!(d.units.is_empty(), "{:?}", d.units);
     assert_eq!(d.units_removed, ["in"]);
     assert!(d.sensors.is_empty());
     p.apply(&pos("out", T0 + 2, ST_PAULI), T0 + 2).expect("ok");
-    let d = f.filter(&p.flush(T0 + 2).expect("changed"));
+    let d = filtered(&mut f, &p.flush(T0 + 2).expect("changed"));
     assert_eq!(
         ids(d.units.iter().map(|u| &*u.id).collect()),
         ["out"],
         "entering is shown"
     );
+}
+
+/// `f`'s part of `d`, checking that the message spliced from the items'
+/// shared JSON is what serialising that part gives.
+fn filtered(f: &mut ViewFilter, d: &crate::Delta) -> crate::Delta {
+    let cut = f.cut(d);
+    let mine = cut.to_delta(d);
+    let json = serde_json::to_string(&mine).expect("json");
+    assert_eq!(cut.to_json(d, ""), json);
+    mine
 }
 
 #[test]

@@ -49,7 +49,7 @@ pub use status::{StatusMeaning, StatusTable};
 pub use view::{
     AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,
 };
-pub use viewport::{Bbox, BboxError, ViewFilter, Viewport};
+pub use viewport::{Bbox, BboxError, Cut, ViewFilter, Viewport};
 
 /// Milliseconds since the Unix epoch (UTC). Every time in the picture uses it.
 pub type EpochMs = i64;

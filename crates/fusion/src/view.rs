@@ -340,6 +340,34 @@ pub(crate) struct DeltaIndex {
     sensors_by_lat: OnceLock<Vec<(f64, u32)>>,
     unit_keys: OnceLock<Keys>,
     sensor_keys: OnceLock<Keys>,
+    /// Each cell's, unit's and sensor's JSON, written by the first client
+    /// that sends it and copied by the others ([`crate::viewport::Cut`]).
+    cell_texts: Texts,
+    unit_texts: Texts,
+    sensor_texts: Texts,
+}
+
+/// The JSON text of each item of a list, written when first asked for
+/// (empty for an item that cannot be written).
+#[derive(Debug, Clone, Default)]
+struct Texts(OnceLock<Vec<OnceLock<Box<str>>>>);
+
+impl Texts {
+    fn get<'a, T: Serialize>(&'a self, items: &[T], i: usize) -> &'a str {
+        let slots = self
+            .0
+            .get_or_init(|| (0..items.len()).map(|_| OnceLock::new()).collect());
+        match slots.get(i) {
+            Some(slot) => slot.get_or_init(|| {
+                items
+                    .get(i)
+                    .and_then(|item| serde_json::to_string(item).ok())
+                    .unwrap_or_default()
+                    .into_boxed_str()
+            }),
+            None => "",
+        }
+    }
 }
 
 /// The hash of an entity id: one hasher for the whole process, so that a
@@ -461,6 +489,23 @@ impl DeltaIndex {
     pub(crate) fn sensor_keys(&self, sensors: &[SensorView]) -> &Keys {
         self.sensor_keys
             .get_or_init(|| Keys::new(sensors.iter().map(|s| &s.id)))
+    }
+}
+
+impl DeltaIndex {
+    /// The JSON of `cells[i]`.
+    pub(crate) fn cell_text<'a>(&'a self, cells: &[CellView], i: usize) -> &'a str {
+        self.cell_texts.get(cells, i)
+    }
+
+    /// The JSON of `units[i]`.
+    pub(crate) fn unit_text<'a>(&'a self, units: &[UnitView], i: usize) -> &'a str {
+        self.unit_texts.get(units, i)
+    }
+
+    /// The JSON of `sensors[i]`.
+    pub(crate) fn sensor_text<'a>(&'a self, sensors: &[SensorView], i: usize) -> &'a str {
+        self.sensor_texts.get(sensors, i)
     }
 }
 

@@ -14,8 +14,7 @@ type HashSet<T> = StdHashSet<T, ahash::RandomState>;
 use thiserror::Error;
 
 use crate::view::{
-    AlertView, CellView, Delta, DeltaIndex, IncidentView, Keys, SensorView, Snapshot, UnitView,
-    id_hash, lat_band,
+    AlertView, Delta, DeltaIndex, Keys, SensorView, Snapshot, UnitView, id_hash, lat_band,
 };
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
@@ -250,14 +249,19 @@ impl ViewFilter {
 
     /// The part of `delta` this client needs, with the same `seq`.
     pub fn filter(&mut self, delta: &Delta) -> Delta {
+        self.cut(delta).to_delta(delta)
+    }
+
+    /// The part of `delta` this client needs, as positions in the delta's
+    /// lists ([`Cut::to_json`] writes it from the items' shared JSON).
+    pub fn cut(&mut self, delta: &Delta) -> Cut {
         let vp = self.viewport;
         let index = &delta.index;
-        let cells: Vec<CellView> = match vp.bbox {
-            None => delta
-                .cells
-                .iter()
-                .filter(|c| c.h3.resolution() == vp.res)
-                .cloned()
+        let cells: Vec<u32> = match vp.bbox {
+            None => (0u32..)
+                .zip(&delta.cells)
+                .filter(|(_, c)| c.h3.resolution() == vp.res)
+                .map(|(i, _)| i)
                 .collect(),
             Some(b) => {
                 // Only the band of latitudes the box (with the cells'
@@ -278,16 +282,12 @@ impl ViewFilter {
                     .collect();
                 picked.sort_unstable();
                 picked
-                    .into_iter()
-                    .map(|i| delta.cells[i as usize].clone())
-                    .collect()
             }
         };
-        let cells_removed = delta
-            .cells_removed_idx
-            .iter()
-            .filter(|c| vp.contains_cell(**c))
-            .map(ToString::to_string)
+        let cells_removed = (0u32..)
+            .zip(&delta.cells_removed_idx)
+            .filter(|(_, c)| vp.contains_cell(**c))
+            .map(|(i, _)| i)
             .collect();
         let area = self.area;
         let mut units_removed = forget(&delta.units_removed, &mut self.units);
@@ -330,13 +330,13 @@ impl ViewFilter {
         sensors_removed.extend(sensors.1);
         let (incidents, incidents_removed, alerts) = match area {
             None => (
-                delta.incidents.clone(),
+                all(&delta.incidents),
                 delta.incidents_removed.clone(),
-                delta.alerts.clone(),
+                all(&delta.alerts),
             ),
             Some(area) => self.area_items(&area, delta),
         };
-        Delta {
+        Cut {
             seq: delta.seq,
             cells,
             cells_removed,
@@ -347,19 +347,12 @@ impl ViewFilter {
             incidents,
             incidents_removed,
             alerts,
-            resync: delta.resync,
-            cells_removed_idx: Vec::new(),
-            index: DeltaIndex::default(),
         }
     }
 
     /// Incidents, closed incidents and alerts of `delta` for a client
     /// limited to `area`.
-    fn area_items(
-        &mut self,
-        area: &Bbox,
-        delta: &Delta,
-    ) -> (Vec<IncidentView>, Vec<String>, Vec<AlertView>) {
+    fn area_items(&mut self, area: &Bbox, delta: &Delta) -> (Vec<u32>, Vec<String>, Vec<u32>) {
         let mut removed: Vec<String> = delta
             .incidents_removed
             .iter()
@@ -367,22 +360,158 @@ impl ViewFilter {
             .cloned()
             .collect();
         let mut incidents = Vec::new();
-        for i in &delta.incidents {
+        for (n, i) in (0u32..).zip(&delta.incidents) {
             if area.meets_geometry(&i.geometry) {
                 self.incidents.insert(i.id.clone());
-                incidents.push(i.clone());
+                incidents.push(n);
             } else if self.incidents.remove(&i.id) {
                 removed.push(i.id.clone());
             }
         }
-        let alerts = delta
-            .alerts
-            .iter()
-            .filter(|a| self.concerns(a))
-            .cloned()
+        let alerts = (0u32..)
+            .zip(&delta.alerts)
+            .filter(|(_, a)| self.concerns(a))
+            .map(|(n, _)| n)
             .collect();
         (incidents, removed, alerts)
     }
+}
+
+/// Every position of a list.
+fn all<T>(items: &[T]) -> Vec<u32> {
+    (0u32..).zip(items).map(|(i, _)| i).collect()
+}
+
+/// One client's part of a delta ([`ViewFilter::cut`]): positions in the
+/// delta's lists, and the ids the client is to drop. It writes the
+/// client's message from the JSON of each item, serialised once per delta
+/// for every client that gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    seq: u64,
+    cells: Vec<u32>,
+    cells_removed: Vec<u32>,
+    units: Vec<u32>,
+    units_removed: Vec<String>,
+    sensors: Vec<u32>,
+    sensors_removed: Vec<String>,
+    incidents: Vec<u32>,
+    incidents_removed: Vec<String>,
+    alerts: Vec<u32>,
+}
+
+impl Cut {
+    /// The delta it stands for (copies of the items).
+    pub fn to_delta(&self, delta: &Delta) -> Delta {
+        fn pick<T: Clone>(items: &[T], at: &[u32]) -> Vec<T> {
+            at.iter()
+                .filter_map(|&i| items.get(i as usize).cloned())
+                .collect()
+        }
+        Delta {
+            seq: self.seq,
+            cells: pick(&delta.cells, &self.cells),
+            cells_removed: pick(&delta.cells_removed, &self.cells_removed),
+            units: pick(&delta.units, &self.units),
+            units_removed: self.units_removed.clone(),
+            sensors: pick(&delta.sensors, &self.sensors),
+            sensors_removed: self.sensors_removed.clone(),
+            incidents: pick(&delta.incidents, &self.incidents),
+            incidents_removed: self.incidents_removed.clone(),
+            alerts: pick(&delta.alerts, &self.alerts),
+            resync: delta.resync,
+            cells_removed_idx: Vec::new(),
+            index: DeltaIndex::default(),
+        }
+    }
+
+    /// The JSON object of [`Cut::to_delta`], byte for byte what serialising
+    /// that delta gives, with `head` (e.g. `"type":"delta"`) as its first
+    /// members. Cells, units and sensors are copied from their JSON text,
+    /// written once per delta (by the first client that needs each).
+    pub fn to_json(&self, delta: &Delta, head: &str) -> String {
+        let index = &delta.index;
+        let mut out = String::with_capacity(
+            64 + 320 * self.cells.len() + 400 * (self.units.len() + self.sensors.len()),
+        );
+        out.push('{');
+        if !head.is_empty() {
+            out.push_str(head);
+            out.push(',');
+        }
+        out.push_str("\"seq\":");
+        out.push_str(&self.seq.to_string());
+        members(
+            &mut out,
+            "cells",
+            at(&self.cells).map(|i| index.cell_text(&delta.cells, i)),
+        );
+        strings(
+            &mut out,
+            "cells_removed",
+            at(&self.cells_removed).filter_map(|i| delta.cells_removed.get(i)),
+        );
+        members(
+            &mut out,
+            "units",
+            at(&self.units).map(|i| index.unit_text(&delta.units, i)),
+        );
+        strings(&mut out, "units_removed", self.units_removed.iter());
+        members(
+            &mut out,
+            "sensors",
+            at(&self.sensors).map(|i| index.sensor_text(&delta.sensors, i)),
+        );
+        strings(&mut out, "sensors_removed", self.sensors_removed.iter());
+        items(&mut out, "incidents", &delta.incidents, &self.incidents);
+        strings(&mut out, "incidents_removed", self.incidents_removed.iter());
+        items(&mut out, "alerts", &delta.alerts, &self.alerts);
+        out.push('}');
+        out
+    }
+}
+
+/// The positions in `list`.
+fn at(list: &[u32]) -> impl Iterator<Item = usize> + '_ {
+    list.iter().map(|&i| i as usize)
+}
+
+/// `,"name":[a,b,…]` from JSON texts, nothing for none; an empty text (an
+/// item that could not be written) is left out.
+fn members<'a>(out: &mut String, name: &str, texts: impl Iterator<Item = &'a str>) {
+    let mut first = true;
+    for t in texts.filter(|t| !t.is_empty()) {
+        if first {
+            out.push_str(",\"");
+            out.push_str(name);
+            out.push_str("\":[");
+            first = false;
+        } else {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    if !first {
+        out.push(']');
+    }
+}
+
+/// `,"name":["a",…]` for strings, nothing for none.
+fn strings<'a>(out: &mut String, name: &str, ids: impl Iterator<Item = &'a String>) {
+    let texts: Vec<String> = ids
+        .filter_map(|id| serde_json::to_string(id).ok())
+        .collect();
+    members(out, name, texts.iter().map(String::as_str));
+}
+
+/// `,"name":[…]` for the items at positions `at` of `list`, each written here.
+fn items<T: serde::Serialize>(out: &mut String, name: &str, list: &[T], at: &[u32]) {
+    let texts: Vec<String> = at
+        .iter()
+        .filter_map(|&i| list.get(i as usize))
+        .filter_map(|item| serde_json::to_string(item).ok())
+        .collect();
+    members(out, name, texts.iter().map(String::as_str));
 }
 
 /// Whether a position is inside an area (no position: not inside).
@@ -487,13 +616,13 @@ fn candidates<'a>(
 /// the client holds that just left it; `probe` gives an item's id, whether
 /// it is inside, and whether it left for good (outside the client's area:
 /// then only its id is returned, as removed, second).
-fn keep_moving<T: Clone>(
+fn keep_moving<T>(
     items: &[T],
     candidates: Vec<u32>,
     keys: &Keys,
     held: &mut Held,
     probe: impl Fn(&T) -> (&Arc<str>, bool, bool),
-) -> (Vec<T>, Vec<String>) {
+) -> (Vec<u32>, Vec<String>) {
     let mut out = Vec::new();
     let mut gone = Vec::new();
     for i in candidates {
@@ -503,12 +632,12 @@ fn keep_moving<T: Clone>(
         let (id, inside, left_area) = probe(item);
         if inside {
             held.insert(h, id);
-            out.push(item.clone());
+            out.push(i);
         } else if held.remove(h, id) {
             if left_area {
                 gone.push(id.to_string());
             } else {
-                out.push(item.clone());
+                out.push(i);
             }
         }
     }

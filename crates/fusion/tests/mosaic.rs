@@ -360,7 +360,15 @@ fn the_indexed_viewport_filter_sends_what_testing_every_item_sends() {
             && let Some(d) = p.flush(t)
         {
             for (f, plain) in &mut clients {
-                let got = f.filter(&d);
+                let cut = f.cut(&d);
+                let got = cut.to_delta(&d);
+                // The spliced message is what serialising the delta gives.
+                let json = serde_json::to_string(&got).expect("json");
+                assert_eq!(cut.to_json(&d, ""), json, "json of {:?}", plain.vp);
+                assert_eq!(
+                    cut.to_json(&d, r#""type":"delta""#),
+                    format!(r#"{{"type":"delta",{}"#, &json[1..])
+                );
                 let (cells, units) = plain.filter(&d);
                 let got_cells: Vec<String> = got.cells.iter().map(|c| c.h3.to_string()).collect();
                 let got_units: Vec<String> = got.units.iter().map(|u| u.id.to_string()).collect();

@@ -23,6 +23,11 @@ pub struct SnapshotMsg<'a> {
     pub at: Option<i64>,
 }
 
+/// The first member of a delta message, as [`DeltaMsg`] writes it: the
+/// websocket writes deltas from each item's shared JSON
+/// ([`fusion::Cut::to_json`]) with this head.
+pub const DELTA_HEAD: &str = r#""type":"delta""#;
+
 /// `{"type":"delta",…}`.
 #[derive(Debug, Serialize)]
 pub struct DeltaMsg<'a> {
@@ -52,4 +57,49 @@ pub struct AckedMsg<'a> {
     pub kind: &'static str,
     /// The alert.
     pub alert: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fusion::{Envelope, Event, Picture, PictureConfig, Resolution, ViewFilter, Viewport};
+
+    #[test]
+    fn a_delta_spliced_from_shared_json_is_the_delta_message() {
+        let t0 = 1_790_000_000_000;
+        let mut p = Picture::new(PictureConfig::default());
+        let events: [Event; 2] = [
+            serde_json::from_value(serde_json::json!({
+                "event": "unit_pos", "id": "HH-1", "ts_ms": t0, "lat": 53.5458, "lon": 9.97
+            }))
+            .expect("event"),
+            serde_json::from_value(serde_json::json!({
+                "event": "sensor_meta", "id": "g\"1", "kind": "water_level",
+                "unit": "m NHN", "lat": 53.546, "lon": 9.971
+            }))
+            .expect("event"),
+        ];
+        for event in events {
+            let e = Envelope {
+                space: "live".into(),
+                received_ms: t0,
+                event,
+            };
+            p.apply(&e, t0).expect("applied");
+        }
+        let delta = p.flush(t0).expect("changed");
+        let mut f = ViewFilter::new(Viewport {
+            bbox: None,
+            res: Resolution::Ten,
+        });
+        let cut = f.cut(&delta);
+        let mine = cut.to_delta(&delta);
+        assert!(!mine.cells.is_empty() && mine.units.len() == 1 && mine.sensors.len() == 1);
+        let want = serde_json::to_string(&DeltaMsg {
+            kind: "delta",
+            delta: &mine,
+        })
+        .expect("json");
+        assert_eq!(cut.to_json(&delta, DELTA_HEAD), want);
+    }
 }

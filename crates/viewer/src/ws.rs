@@ -19,7 +19,7 @@ use tracing::{debug, info};
 use crate::auth::Access;
 use crate::hub::{Hub, HubError, SpaceHandle};
 use crate::limits::{self, Bucket, LimitsConfig, SUBSCRIBE_COST, Ticket};
-use crate::message::{AckedMsg, DeltaMsg, ErrorMsg, SnapshotMsg};
+use crate::message::{AckedMsg, DELTA_HEAD, ErrorMsg, SnapshotMsg};
 use crate::viewport::{parse_viewport, within_area};
 
 /// A client that does not take a message within this time is dropped.
@@ -339,13 +339,10 @@ impl Client {
         let Some(filter) = self.filter.as_mut() else {
             return Flow::Continue;
         };
-        let mine = filter.filter(delta);
+        // Each item's JSON is written once per delta, for all clients.
+        let text = filter.cut(delta).to_json(delta, DELTA_HEAD);
         self.last_seq = delta.seq;
-        self.send_json(&DeltaMsg {
-            kind: "delta",
-            delta: &mine,
-        })
-        .await
+        self.send_text(Some(text)).await
     }
 
     async fn send_error(&mut self, error: &str) -> Flow {
