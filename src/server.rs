@@ -258,6 +258,8 @@ pub async fn start(
     state.auth = auth;
     state.gate = viewer::limits::Gate::new(config.limits.clone());
     state.closing = shutdown.clone();
+    #[cfg(feature = "render")]
+    let images = state.images.clone();
     let app = viewer::app(state);
     info!(%http, broker = %broker_url, "RESCUE MATE server listening");
     let http_shutdown = stopped(shutdown);
@@ -265,6 +267,9 @@ pub async fn start(
         viewer::run(listener, app, http_shutdown)
             .await
             .context("HTTP server failed")?;
+        // The GPU device is released on the render thread before exit.
+        #[cfg(feature = "render")]
+        let _ = tokio::task::spawn_blocking(move || viewer::image::stop(&images)).await;
         let _ = ingest_task.await;
         if let Some(f) = fanout {
             let _ = f.await;

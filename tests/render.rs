@@ -259,7 +259,7 @@ mod with_renderer {
         let data = std::env::temp_dir().join(format!("rm-render-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let data_arg = data.to_string_lossy().into_owned();
-        let (_server, addr, mqtt_port) = start_server(&["--data", &data_arg]);
+        let (mut server, addr, mqtt_port) = start_server(&["--data", &data_arg]);
         play_storm_surge(mqtt_port);
 
         let bbox = BBOX.map(|v| v.to_string()).join(",");
@@ -357,6 +357,12 @@ mod with_renderer {
         );
         let snap: Value = serde_json::from_str(&text).expect("snapshot");
         check_image(&cli_img, &snap, &cli_frame);
+
+        // A server that drew images stops cleanly: its render thread lets
+        // go of the GPU device before the process exits.
+        server.signal("TERM");
+        let status = server.wait_exit(15);
+        assert!(status.success(), "{status:?}");
         let _ = std::fs::remove_dir_all(&data);
     }
 }

@@ -713,17 +713,7 @@ async fn sigterm_closes_websockets_flushes_the_log_and_checkpoints() {
         Some(1001),
         "clients are told the server is going away"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = proc.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit within 15 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = proc.wait_exit(15);
     assert!(status.success(), "{status:?}");
     let checkpoints: Vec<String> = std::fs::read_dir(data.join("live"))
         .expect("live log folder")

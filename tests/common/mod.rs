@@ -128,6 +128,18 @@ impl Proc {
         send_signal(self.child.id(), name);
     }
 
+    /// Waits for the process to exit, at most `secs` seconds.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no exit within {secs} s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for a stdout line containing `http://` and returns the address.
     pub fn http_addr(&self) -> SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(30);

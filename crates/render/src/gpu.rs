@@ -59,10 +59,17 @@ struct Job {
     reply: oneshot::Sender<Answer>,
 }
 
+/// What the render thread is asked.
+enum Msg {
+    Draw(Job),
+    /// Finish what is queued before this and end.
+    Stop,
+}
+
 /// A handle to the render thread; cheap to clone.
 #[derive(Clone)]
 pub struct Renderer {
-    jobs: mpsc::SyncSender<Job>,
+    jobs: mpsc::SyncSender<Msg>,
     thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -70,7 +77,7 @@ impl Renderer {
     /// Starts the render thread and draws one small image to be sure the
     /// GPU (or software driver) works; the error says why not.
     pub fn start(basemap: Basemap) -> Result<Renderer, RenderError> {
-        let (jobs, inbox) = mpsc::sync_channel::<Job>(QUEUE);
+        let (jobs, inbox) = mpsc::sync_channel::<Msg>(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("render".into())
@@ -86,7 +93,7 @@ impl Renderer {
                 let ok = probe.is_ok();
                 let _ = ready_tx.send(probe);
                 if ok {
-                    while let Ok(job) = inbox.recv() {
+                    while let Ok(Msg::Draw(job)) = inbox.recv() {
                         // A panic anywhere in one image answers that image
                         // with an error; the thread and its queue go on.
                         let answer = guarded("drawing", || thread.draw(&job.scene, job.frame))
@@ -110,11 +117,11 @@ impl Renderer {
 
     fn submit(&self, scene: Scene, frame: Frame) -> Result<oneshot::Receiver<Answer>, RenderError> {
         let (reply, rx) = oneshot::channel();
-        match self.jobs.try_send(Job {
+        match self.jobs.try_send(Msg::Draw(Job {
             scene,
             frame,
             reply,
-        }) {
+        })) {
             Ok(()) => Ok(rx),
             Err(mpsc::TrySendError::Full(_)) => Err(RenderError::Busy(QUEUE)),
             Err(mpsc::TrySendError::Disconnected(_)) => Err(RenderError::Renderer(
@@ -134,17 +141,18 @@ impl Renderer {
             .map_err(|_| RenderError::Renderer("the render thread has stopped".into()))?
     }
 
-    /// Stops the render thread once the last handle is shut down: it
-    /// finishes the queued images, then releases the GPU device on its own
-    /// thread, and this waits for it. A process should do this before it
-    /// exits: the Vulkan driver tearing down while the thread still holds
-    /// its device corrupted the heap at exit (seen with Mesa's lavapipe).
-    pub fn shutdown(self) {
-        let Renderer { jobs, thread } = self;
-        drop(jobs);
-        if let Ok(thread) = std::sync::Arc::try_unwrap(thread)
-            && let Some(handle) = thread.into_inner().ok().flatten()
-        {
+    /// Stops the render thread, from any handle: it finishes the images
+    /// queued before, then releases the GPU device on its own thread, and
+    /// this waits for it (blocking: call it outside async code or in
+    /// `spawn_blocking`); later requests are refused. A process should do
+    /// this before it exits: the Vulkan driver tearing down while the
+    /// thread still held its device corrupted the heap at exit (seen with
+    /// Mesa's lavapipe).
+    pub fn shutdown(&self) {
+        // Waits for room in the queue; fails only when the thread is gone.
+        let _ = self.jobs.send(Msg::Stop);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
             let _ = handle.join();
         }
     }

@@ -79,6 +79,16 @@ pub fn basemap() -> Result<render::Basemap, render::RenderError> {
 #[cfg(feature = "render")]
 pub type Images = std::sync::Arc<tokio::sync::OnceCell<Result<render::gpu::Renderer, String>>>;
 
+/// Stops the renderer if it was started (before the process exits; see
+/// [`render::gpu::Renderer::shutdown`]); blocks until its thread is done.
+#[cfg(feature = "render")]
+pub fn stop(images: &Images) {
+    if let Some(Ok(r)) = images.get() {
+        r.shutdown();
+        tracing::info!("map images: renderer stopped");
+    }
+}
+
 #[cfg(feature = "render")]
 async fn renderer(s: &AppState) -> Result<render::gpu::Renderer, ApiError> {
     let started = s
