@@ -327,17 +327,17 @@ pub struct Delta {
 
 /// Lazily computed indexes of one delta, shared by every client that
 /// filters it: cell centres, and per resolution the cells (and once the
-/// positioned units and sensors) sorted by latitude, so that a client looks
-/// only at the band of latitudes its viewport covers instead of at every
+/// positioned units and sensors) in a [`Grid`] by position, so that a
+/// client looks only at the changes near its viewport instead of at every
 /// change. Not part of what a delta is: two deltas compare equal whatever
 /// their caches hold.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeltaIndex {
     centres: OnceLock<Vec<OnceLock<h3o::LatLng>>>,
     /// Per resolution: (latitude of the centre, index in `cells`).
-    cells_by_lat: [OnceLock<Vec<(f64, u32)>>; 16],
-    units_by_lat: OnceLock<Vec<(f64, u32)>>,
-    sensors_by_lat: OnceLock<Vec<(f64, u32)>>,
+    cells_grid: [OnceLock<Grid>; 16],
+    units_grid: OnceLock<Grid>,
+    sensors_grid: OnceLock<Grid>,
     unit_keys: OnceLock<Keys>,
     sensor_keys: OnceLock<Keys>,
     /// Each cell's, unit's and sensor's JSON, written by the first client
@@ -413,21 +413,70 @@ impl Keys {
     }
 }
 
-/// Items sorted by latitude: (latitude, index).
-fn by_lat(points: impl Iterator<Item = (Option<f64>, usize)>) -> Vec<(f64, u32)> {
-    let mut v: Vec<(f64, u32)> = points
-        .filter_map(|(lat, i)| Some((lat?, u32::try_from(i).ok()?)))
-        .filter(|(lat, _)| lat.is_finite())
-        .collect();
-    v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    v
+/// Height of a [`Grid`]'s stripes, degrees of latitude (about 2.2 km):
+/// a city viewport spans a few.
+const STRIPE_DEG: f64 = 0.02;
+
+/// Positioned items of one delta's list in stripes of latitude, each
+/// sorted by longitude, so that a client finds the items near its box
+/// with a few binary searches instead of testing every change of the tick
+/// (or of a band of latitudes as wide as the picture).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Grid {
+    /// (stripe, longitude, index in the list), sorted by stripe, then
+    /// longitude.
+    entries: Vec<(i32, f64, u32)>,
 }
 
-/// The entries of `sorted` with a latitude in `[south, north]`.
-pub(crate) fn lat_band(sorted: &[(f64, u32)], south: f64, north: f64) -> &[(f64, u32)] {
-    let lo = sorted.partition_point(|(lat, _)| *lat < south);
-    let hi = sorted.partition_point(|(lat, _)| *lat <= north);
-    &sorted[lo..hi.max(lo)]
+fn stripe(lat: f64) -> i32 {
+    // Latitudes are within ±90 (and a box's edges within ±91 with a
+    // margin): well inside i32.
+    (lat / STRIPE_DEG).floor() as i32
+}
+
+impl Grid {
+    /// A grid of `(lat, lon, index)` points; points without a finite
+    /// position are left out.
+    pub(crate) fn new(points: impl Iterator<Item = (Option<(f64, f64)>, usize)>) -> Grid {
+        let mut entries: Vec<(i32, f64, u32)> = points
+            .filter_map(|(p, i)| {
+                let (lat, lon) = p?;
+                let i = u32::try_from(i).ok()?;
+                (lat.is_finite() && lon.is_finite()).then(|| (stripe(lat), lon, i))
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        Grid { entries }
+    }
+
+    /// The indexes of the items in the stripes that `[south, north]` meets
+    /// with a longitude in `[west, east]` (a superset of those inside the
+    /// box: the caller tests each), in no particular order. `west > east`
+    /// (a box across the antimeridian) takes every longitude.
+    pub(crate) fn near(&self, south: f64, north: f64, west: f64, east: f64) -> Vec<u32> {
+        let (west, east) = if west <= east {
+            (west, east)
+        } else {
+            (f64::NEG_INFINITY, f64::INFINITY)
+        };
+        let e = &self.entries;
+        let (first, last) = (stripe(south), stripe(north));
+        let mut out = Vec::new();
+        let mut at = e.partition_point(|x| x.0 < first);
+        while let Some(&(k, _, _)) = e.get(at) {
+            if k > last {
+                break;
+            }
+            let rest = &e[at..];
+            let end = rest.partition_point(|x| x.0 == k);
+            let stripe = &rest[..end];
+            let lo = stripe.partition_point(|x| x.1 < west);
+            let hi = stripe.partition_point(|x| x.1 <= east);
+            out.extend(stripe[lo..hi.max(lo)].iter().map(|x| x.2));
+            at += end;
+        }
+        out
+    }
 }
 
 impl DeltaIndex {
@@ -442,39 +491,36 @@ impl DeltaIndex {
         }
     }
 
-    /// The cells at `res`, sorted by the latitude of their centres.
-    pub(crate) fn cells_at(&self, cells: &[CellView], res: h3o::Resolution) -> &[(f64, u32)] {
-        self.cells_by_lat[usize::from(u8::from(res)).min(15)].get_or_init(|| {
-            by_lat(
+    /// The cells at `res` by the positions of their centres.
+    pub(crate) fn cells_at(&self, cells: &[CellView], res: h3o::Resolution) -> &Grid {
+        self.cells_grid[usize::from(u8::from(res)).min(15)].get_or_init(|| {
+            Grid::new(
                 cells
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| c.h3.resolution() == res)
-                    .map(|(i, _)| (Some(self.get(cells, i).lat()), i)),
+                    .map(|(i, _)| {
+                        let c = self.get(cells, i);
+                        (Some((c.lat(), c.lng())), i)
+                    }),
             )
         })
     }
 
-    /// Positioned units by latitude.
-    pub(crate) fn units(&self, units: &[UnitView]) -> &[(f64, u32)] {
-        self.units_by_lat.get_or_init(|| {
-            by_lat(
-                units
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| (u.lat.filter(|_| u.lon.is_some()), i)),
-            )
-        })
+    /// Positioned units by position.
+    pub(crate) fn units(&self, units: &[UnitView]) -> &Grid {
+        self.units_grid
+            .get_or_init(|| Grid::new(units.iter().enumerate().map(|(i, u)| (u.lat.zip(u.lon), i))))
     }
 
-    /// Positioned sensors by latitude.
-    pub(crate) fn sensors(&self, sensors: &[SensorView]) -> &[(f64, u32)] {
-        self.sensors_by_lat.get_or_init(|| {
-            by_lat(
+    /// Positioned sensors by position.
+    pub(crate) fn sensors(&self, sensors: &[SensorView]) -> &Grid {
+        self.sensors_grid.get_or_init(|| {
+            Grid::new(
                 sensors
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| (s.lat.filter(|_| s.lon.is_some()), i)),
+                    .map(|(i, s)| (s.lat.zip(s.lon), i)),
             )
         })
     }
@@ -557,4 +603,73 @@ pub struct Snapshot {
     pub incidents: Vec<IncidentView>,
     /// Alerts.
     pub alerts: Vec<AlertView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grid_finds_every_point_in_a_box() {
+        // A deterministic scatter over Hamburg, a few points without a
+        // usable position, and boxes small, large, across stripes and
+        // across the antimeridian.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut pts: Vec<Option<(f64, f64)>> = (0..3_000)
+            .map(|_| Some((53.3 + 0.4 * next(), 9.7 + 0.6 * next())))
+            .collect();
+        pts.extend([None, Some((f64::NAN, 10.0)), Some((53.5, f64::INFINITY))]);
+        pts.push(Some((53.5, 179.9)));
+        let grid = Grid::new(pts.iter().copied().enumerate().map(|(i, p)| (p, i)));
+        let boxes = [
+            (53.50, 53.53, 9.95, 10.00),
+            (53.30, 53.70, 9.70, 10.30),
+            (53.519, 53.521, 9.9, 9.91),
+            (53.4, 53.6, 179.0, -179.0),
+            (-90.0, 90.0, -180.0, 180.0),
+            (54.0, 55.0, 9.0, 11.0),
+        ];
+        for (s, n, w, e) in boxes {
+            let mut got = grid.near(s, n, w, e);
+            got.sort_unstable();
+            let inside = |&(lat, lon): &(f64, f64)| {
+                lat >= s
+                    && lat <= n
+                    && (if w <= e {
+                        lon >= w && lon <= e
+                    } else {
+                        lon >= w || lon <= e
+                    })
+            };
+            let want: Vec<u32> = (0u32..)
+                .zip(&pts)
+                .filter(|(_, p)| {
+                    p.is_some_and(|p| p.0.is_finite() && p.1.is_finite() && inside(&p))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            // A superset (whole stripes of latitude), holding every point
+            // inside and nothing from outside the stripes.
+            assert!(
+                want.iter().all(|i| got.binary_search(i).is_ok()),
+                "{s} {n} {w} {e}"
+            );
+            assert!(got.iter().all(|&i| {
+                let (lat, _) = pts[i as usize].expect("positioned");
+                lat >= s - STRIPE_DEG && lat <= n + STRIPE_DEG
+            }));
+            if w <= e {
+                assert!(got.iter().all(|&i| {
+                    let (_, lon) = pts[i as usize].expect("positioned");
+                    lon >= w && lon <= e
+                }));
+            }
+        }
+    }
 }

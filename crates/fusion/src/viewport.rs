@@ -14,7 +14,7 @@ type HashSet<T> = StdHashSet<T, ahash::RandomState>;
 use thiserror::Error;
 
 use crate::view::{
-    AlertView, Delta, DeltaIndex, Keys, SensorView, Snapshot, UnitView, id_hash, lat_band,
+    AlertView, Delta, DeltaIndex, Grid, Keys, SensorView, Snapshot, UnitView, id_hash,
 };
 
 /// A WGS 84 bounding box `[west, south, east, north]`, degrees.
@@ -264,17 +264,17 @@ impl ViewFilter {
                 .map(|(i, _)| i)
                 .collect(),
             Some(b) => {
-                // Only the band of latitudes the box (with the cells'
-                // margin) covers; then the full test, in the delta's order.
+                // Only the cells near the box (with the cells' margin);
+                // then the full test, in the delta's order.
                 let margin = vp.res.edge_length_km() / 111.0 * 2.0;
-                let band = lat_band(
-                    index.cells_at(&delta.cells, vp.res),
+                let near = index.cells_at(&delta.cells, vp.res).near(
                     b.south - margin,
                     b.north + margin,
+                    b.west - margin,
+                    b.east + margin,
                 );
-                let mut picked: Vec<u32> = band
-                    .iter()
-                    .map(|(_, i)| *i)
+                let mut picked: Vec<u32> = near
+                    .into_iter()
                     .filter(|i| {
                         let i = *i as usize;
                         vp.contains_cell_centred(delta.cells[i].h3, || index.get(&delta.cells, i))
@@ -570,12 +570,12 @@ impl Held {
     }
 }
 
-/// The positions in a delta's list that may concern a client: those in
-/// its viewport's band of latitudes and those it holds (which may have
+/// The positions in a delta's list that may concern a client: those near
+/// its viewport ([`Grid::near`]) and those it holds (which may have
 /// left), in the list's order; every position for a whole-world viewport.
 fn candidates<'a>(
     bbox: Option<Bbox>,
-    by_lat: impl FnOnce() -> &'a [(f64, u32)],
+    grid: impl FnOnce() -> &'a Grid,
     keys: &Keys,
     id_at: impl Fn(usize) -> &'a str,
     held: &Held,
@@ -584,10 +584,7 @@ fn candidates<'a>(
     let Some(b) = bbox else {
         return (0..u32::try_from(len).unwrap_or(u32::MAX)).collect();
     };
-    let mut out: Vec<u32> = lat_band(by_lat(), b.south, b.north)
-        .iter()
-        .map(|(_, i)| *i)
-        .collect();
+    let mut out: Vec<u32> = grid().near(b.south, b.north, b.west, b.east);
     if !held.is_empty() {
         // The items held among the list's: one lookup per item or per held
         // id, whichever are fewer (a client on a wide view may hold far
@@ -659,7 +656,7 @@ mod tests {
     fn held_items_are_found_from_either_side() {
         let ids: Vec<Arc<str>> = (0..40).map(|i| Arc::from(format!("u{i}"))).collect();
         let keys = Keys::new(ids.iter());
-        let by_lat: Vec<(f64, u32)> = vec![(53.5, 3), (53.6, 7)];
+        let grid = Grid::new([(Some((53.5, 9.95)), 3), (Some((53.6, 9.95)), 7)].into_iter());
         let b = Bbox::new(9.9, 53.45, 10.0, 53.55).expect("bbox");
         // Few held (looked up by id) and many held (each item tested):
         // the same candidates, sorted and without repeats.
@@ -669,7 +666,7 @@ mod tests {
                 .collect();
             let held = Held::of(names.iter());
             assert_eq!(held.len(), held_n);
-            let got = candidates(Some(b), || &by_lat, &keys, |i| &ids[i], &held);
+            let got = candidates(Some(b), || &grid, &keys, |i| &ids[i], &held);
             let mut want: Vec<u32> = vec![3];
             want.extend((0..40u32).filter(|i| held.contains(&format!("u{i}"))));
             want.sort_unstable();
