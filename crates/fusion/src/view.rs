@@ -379,35 +379,45 @@ pub(crate) fn id_hash(id: &str) -> u64 {
     HASHER.hash_one(id)
 }
 
-/// The ids of a delta's list: each item's id hash, and the items by id.
+/// The address of a shared id: two live `Arc`s at one address are the same
+/// id, so a lookup compares addresses before it compares text (the engine
+/// hands out the registry's own `Arc` for an entity, delta after delta).
+pub(crate) fn id_addr(id: &Arc<str>) -> usize {
+    Arc::as_ptr(id).cast::<u8>().addr()
+}
+
+/// The ids of a delta's list: each item's id hash and address, and the
+/// items by id.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Keys {
-    /// `id_hash` of item `i`'s id.
-    pub(crate) hashes: Vec<u64>,
+    /// `id_hash` and `id_addr` of item `i`'s id.
+    pub(crate) keys: Vec<(u64, usize)>,
     by_id: hashbrown::HashTable<u32>,
 }
 
 impl Keys {
     pub(crate) fn new<'a>(ids: impl Iterator<Item = &'a Arc<str>>) -> Keys {
-        let hashes: Vec<u64> = ids.map(|id| id_hash(id)).collect();
-        let mut by_id = hashbrown::HashTable::with_capacity(hashes.len());
-        for (i, &h) in (0u32..).zip(&hashes) {
-            by_id.insert_unique(h, i, |&j| hashes[j as usize]);
+        let keys: Vec<(u64, usize)> = ids.map(|id| (id_hash(id), id_addr(id))).collect();
+        let mut by_id = hashbrown::HashTable::with_capacity(keys.len());
+        for (i, &(h, _)) in (0u32..).zip(&keys) {
+            by_id.insert_unique(h, i, |&j| keys[j as usize].0);
         }
-        Keys { hashes, by_id }
+        Keys { keys, by_id }
     }
 
     /// The index of the item whose id is `id` (hash `h`); `id_at` gives an
-    /// item's id.
+    /// item's id (read only when the addresses differ).
     pub(crate) fn find<'a>(
         &self,
         h: u64,
-        id: &str,
+        id: &Arc<str>,
         id_at: impl Fn(usize) -> &'a str,
     ) -> Option<u32> {
+        let addr = id_addr(id);
         self.by_id
             .find(h, |&i| {
-                self.hashes[i as usize] == h && id_at(i as usize) == id
+                let (eh, ea) = self.keys[i as usize];
+                eh == h && (ea == addr || id_at(i as usize) == &**id)
             })
             .copied()
     }

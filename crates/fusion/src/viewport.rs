@@ -519,6 +519,11 @@ fn inside(area: &Bbox, lat: Option<f64>, lon: Option<f64>) -> bool {
     matches!((lat, lon), (Some(lat), Some(lon)) if area.contains(lat, lon, 0.0))
 }
 
+/// The same id: the same shared string, or equal text.
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
 /// The ids a client holds (units or sensors), by their [`id_hash`]: a
 /// delta hashes each id once for all clients ([`Keys`]), so a client's
 /// lookups compare numbers and, on a match, the id.
@@ -543,17 +548,18 @@ impl Held {
     }
 
     fn contains(&self, id: &str) -> bool {
-        self.contains_hashed(id_hash(id), id)
+        let h = id_hash(id);
+        self.0.find(h, |(eh, e)| *eh == h && **e == *id).is_some()
     }
 
-    fn contains_hashed(&self, h: u64, id: &str) -> bool {
-        self.0.find(h, |(eh, e)| *eh == h && **e == *id).is_some()
+    fn contains_hashed(&self, h: u64, id: &Arc<str>) -> bool {
+        self.0.find(h, |(eh, e)| *eh == h && same(e, id)).is_some()
     }
 
     fn insert(&mut self, h: u64, id: &Arc<str>) {
         if let hashbrown::hash_table::Entry::Vacant(v) =
             self.0
-                .entry(h, |(eh, e)| *eh == h && **e == **id, |(eh, _)| *eh)
+                .entry(h, |(eh, e)| *eh == h && same(e, id), |(eh, _)| *eh)
         {
             v.insert((h, id.clone()));
         }
@@ -561,6 +567,17 @@ impl Held {
 
     fn remove(&mut self, h: u64, id: &str) -> bool {
         match self.0.find_entry(h, |(eh, e)| *eh == h && **e == *id) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// [`Held::remove`] for a shared id (compared by address first).
+    fn remove_shared(&mut self, h: u64, id: &Arc<str>) -> bool {
+        match self.0.find_entry(h, |(eh, e)| *eh == h && same(e, id)) {
             Ok(entry) => {
                 entry.remove();
                 true
@@ -577,10 +594,10 @@ fn candidates<'a>(
     bbox: Option<Bbox>,
     grid: impl FnOnce() -> &'a Grid,
     keys: &Keys,
-    id_at: impl Fn(usize) -> &'a str,
+    id_at: impl Fn(usize) -> &'a Arc<str>,
     held: &Held,
 ) -> Vec<u32> {
-    let len = keys.hashes.len();
+    let len = keys.keys.len();
     let Some(b) = bbox else {
         return (0..u32::try_from(len).unwrap_or(u32::MAX)).collect();
     };
@@ -592,15 +609,15 @@ fn candidates<'a>(
         if len < held.len() {
             out.extend(
                 (0u32..)
-                    .zip(&keys.hashes)
-                    .filter(|&(i, &h)| held.contains_hashed(h, id_at(i as usize)))
+                    .zip(&keys.keys)
+                    .filter(|&(i, &(h, _))| held.contains_hashed(h, id_at(i as usize)))
                     .map(|(i, _)| i),
             );
         } else {
             out.extend(
                 held.0
                     .iter()
-                    .filter_map(|(h, id)| keys.find(*h, id, &id_at)),
+                    .filter_map(|(h, id)| keys.find(*h, id, |i| &**id_at(i))),
             );
         }
     }
@@ -623,14 +640,14 @@ fn keep_moving<T>(
     let mut out = Vec::new();
     let mut gone = Vec::new();
     for i in candidates {
-        let (Some(item), Some(&h)) = (items.get(i as usize), keys.hashes.get(i as usize)) else {
+        let (Some(item), Some(&(h, _))) = (items.get(i as usize), keys.keys.get(i as usize)) else {
             continue;
         };
         let (id, inside, left_area) = probe(item);
         if inside {
             held.insert(h, id);
             out.push(i);
-        } else if held.remove(h, id) {
+        } else if held.remove_shared(h, id) {
             if left_area {
                 gone.push(id.to_string());
             } else {

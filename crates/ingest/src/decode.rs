@@ -103,7 +103,13 @@ impl Decoder {
         payload: &[u8],
         received_ms: i64,
     ) -> Result<Decoded, DecodeError> {
+        // Most messages are native: a pattern of another length is passed
+        // over without comparing its levels.
+        let levels = topic.bytes().filter(|&b| b == b'/').count() + 1;
         for (format, pattern) in &self.formats.routes {
+            if pattern.levels() != levels {
+                continue;
+            }
             let Some(captures) = pattern.matches(topic) else {
                 continue;
             };

@@ -153,6 +153,11 @@ impl Pattern {
             .join("/")
     }
 
+    /// How many levels a topic it matches has.
+    pub fn levels(&self) -> usize {
+        self.levels.len()
+    }
+
     /// Matches `topic`, returning the placeholders' values (each non-empty).
     pub fn matches<'a>(&'a self, topic: &'a str) -> Option<Captures<'a>> {
         let mut vars = Vec::new();
