@@ -350,7 +350,7 @@ pub(crate) struct DeltaIndex {
 /// The JSON text of each item of a list, written when first asked for
 /// (empty for an item that cannot be written).
 #[derive(Debug, Clone, Default)]
-struct Texts(OnceLock<Vec<OnceLock<Box<str>>>>);
+struct Texts(OnceLock<Vec<OnceLock<String>>>);
 
 impl Texts {
     fn get<'a, T: Serialize>(&'a self, items: &[T], i: usize) -> &'a str {
@@ -359,11 +359,14 @@ impl Texts {
             .get_or_init(|| (0..items.len()).map(|_| OnceLock::new()).collect());
         match slots.get(i) {
             Some(slot) => slot.get_or_init(|| {
+                // Most items take a few hundred bytes: one allocation, kept
+                // as it is (a delta lives for a tick).
+                let mut text = Vec::with_capacity(512);
                 items
                     .get(i)
-                    .and_then(|item| serde_json::to_string(item).ok())
+                    .and_then(|item| serde_json::to_writer(&mut text, item).ok())
+                    .and_then(|()| String::from_utf8(text).ok())
                     .unwrap_or_default()
-                    .into_boxed_str()
             }),
             None => "",
         }
@@ -471,19 +474,25 @@ impl Grid {
         };
         let e = &self.entries;
         let (first, last) = (stripe(south), stripe(north));
-        let mut out = Vec::new();
+        // The runs of entries first, then one allocation for them all.
+        let mut runs: smallvec::SmallVec<[(usize, usize); 8]> = smallvec::SmallVec::new();
         let mut at = e.partition_point(|x| x.0 < first);
         while let Some(&(k, _, _)) = e.get(at) {
             if k > last {
                 break;
             }
-            let rest = &e[at..];
-            let end = rest.partition_point(|x| x.0 == k);
-            let stripe = &rest[..end];
+            let end = at + e[at..].partition_point(|x| x.0 == k);
+            let stripe = &e[at..end];
             let lo = stripe.partition_point(|x| x.1 < west);
-            let hi = stripe.partition_point(|x| x.1 <= east);
-            out.extend(stripe[lo..hi.max(lo)].iter().map(|x| x.2));
-            at += end;
+            let hi = stripe.partition_point(|x| x.1 <= east).max(lo);
+            if hi > lo {
+                runs.push((at + lo, at + hi));
+            }
+            at = end;
+        }
+        let mut out = Vec::with_capacity(runs.iter().map(|(lo, hi)| hi - lo).sum());
+        for (lo, hi) in runs {
+            out.extend(e[lo..hi].iter().map(|x| x.2));
         }
         out
     }
