@@ -61,7 +61,7 @@ struct Job {
 
 /// What the render thread is asked.
 enum Msg {
-    Draw(Job),
+    Draw(Box<Job>),
     /// Finish what is queued before this and end.
     Stop,
 }
@@ -117,11 +117,11 @@ impl Renderer {
 
     fn submit(&self, scene: Scene, frame: Frame) -> Result<oneshot::Receiver<Answer>, RenderError> {
         let (reply, rx) = oneshot::channel();
-        match self.jobs.try_send(Msg::Draw(Job {
+        match self.jobs.try_send(Msg::Draw(Box::new(Job {
             scene,
             frame,
             reply,
-        })) {
+        }))) {
             Ok(()) => Ok(rx),
             Err(mpsc::TrySendError::Full(_)) => Err(RenderError::Busy(QUEUE)),
             Err(mpsc::TrySendError::Disconnected(_)) => Err(RenderError::Renderer(
