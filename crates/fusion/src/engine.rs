@@ -220,6 +220,10 @@ struct Sensor {
     level: u8,
     cell: Option<CellIndex>,
     shown: Option<Freshness>,
+    /// The position the last delta showed (not kept in a checkpoint: a
+    /// restored picture reports every entity as moved once).
+    #[serde(skip)]
+    sent_pos: Option<(f64, f64)>,
     trend: Trend,
     quality: Quality,
     quality_reason: Option<checkpoint::Reason>,
@@ -244,6 +248,9 @@ struct Unit {
     class: StatusClass,
     cell: Option<CellIndex>,
     shown: Option<(Freshness, bool)>,
+    /// The position the last delta showed (not kept in a checkpoint).
+    #[serde(skip)]
+    sent_pos: Option<(f64, f64)>,
     /// The last fix of each source, sorted by source.
     fixes: SmallVec<[Fix; 1]>,
     /// Two sources disagree beyond their accuracies.
@@ -813,6 +820,7 @@ impl Picture {
             level: 0,
             cell: None,
             shown: None,
+            sent_pos: None,
             trend: Trend::default(),
         }
     }
@@ -952,6 +960,7 @@ fn new_unit(type_id: NameId) -> Unit {
         class: StatusClass::Unknown,
         cell: None,
         shown: None,
+        sent_pos: None,
         fixes: SmallVec::new(),
         conflict: false,
         ttl_ms: None,
@@ -1515,6 +1524,11 @@ impl Picture {
         sensors.dedup();
         delta.units.reserve(units.len());
         delta.sensors.reserve(sensors.len());
+        // Which units and sensors moved since the last delta showed them:
+        // a client's filter looks for those it holds only among these
+        // (one that did not move is where the client last saw it).
+        let mut moved_units = Vec::new();
+        let mut moved_sensors = Vec::new();
         for slot in units {
             let Some((id, u)) = self.units.entry_at(slot) else {
                 continue;
@@ -1522,6 +1536,10 @@ impl Picture {
             let v = self.unit_view(id, u, Some(now_ms));
             if let Some(u) = self.units.at_mut(slot) {
                 u.shown = v.freshness.zip(v.silent);
+                if u.pos.is_none() || u.sent_pos != u.pos {
+                    moved_units.push(u32::try_from(delta.units.len()).unwrap_or(u32::MAX));
+                }
+                u.sent_pos = u.pos;
             }
             delta.units.push(v);
         }
@@ -1535,12 +1553,17 @@ impl Picture {
             let v = self.sensor_view(id, s, Some(now_ms));
             if let Some(s) = self.sensors.at_mut(slot) {
                 s.shown = v.freshness;
+                if s.pos.is_none() || s.sent_pos != s.pos {
+                    moved_sensors.push(u32::try_from(delta.sensors.len()).unwrap_or(u32::MAX));
+                }
+                s.sent_pos = s.pos;
             }
             delta.sensors.push(v);
         }
         delta
             .sensors_removed
             .extend(pending.sensors_removed.iter().map(|id| id.to_string()));
+        delta.index.moved(moved_units, moved_sensors);
         for id in pending.incidents {
             match self.incidents.get(&id) {
                 Some(i) => delta.incidents.push(i.view.clone()),

@@ -340,6 +340,11 @@ pub(crate) struct DeltaIndex {
     sensors_grid: OnceLock<Grid>,
     unit_keys: OnceLock<Keys>,
     sensor_keys: OnceLock<Keys>,
+    /// The positions of the units and sensors that moved since the last
+    /// delta showed them, ascending; `None` (a delta not from an engine's
+    /// flush) counts every item as moved.
+    moved_units: Option<Vec<u32>>,
+    moved_sensors: Option<Vec<u32>>,
     /// Each cell's, unit's and sensor's JSON, written by the first client
     /// that sends it and copied by the others ([`crate::viewport::Cut`]).
     cell_texts: Texts,
@@ -558,6 +563,22 @@ impl DeltaIndex {
 }
 
 impl DeltaIndex {
+    /// Records which units and sensors moved (positions, ascending).
+    pub(crate) fn moved(&mut self, units: Vec<u32>, sensors: Vec<u32>) {
+        self.moved_units = Some(units);
+        self.moved_sensors = Some(sensors);
+    }
+
+    /// The units that moved; `None`: any may have.
+    pub(crate) fn moved_units(&self) -> Option<&[u32]> {
+        self.moved_units.as_deref()
+    }
+
+    /// The sensors that moved; `None`: any may have.
+    pub(crate) fn moved_sensors(&self) -> Option<&[u32]> {
+        self.moved_sensors.as_deref()
+    }
+
     /// The JSON of `cells[i]`.
     pub(crate) fn cell_text<'a>(&'a self, cells: &[CellView], i: usize) -> &'a str {
         self.cell_texts.get(cells, i)

@@ -298,6 +298,7 @@ impl ViewFilter {
             candidates(
                 vp.bbox,
                 || index.units(&delta.units),
+                index.moved_units(),
                 unit_keys,
                 |i| &delta.units[i].id,
                 &self.units,
@@ -315,6 +316,7 @@ impl ViewFilter {
             candidates(
                 vp.bbox,
                 || index.sensors(&delta.sensors),
+                index.moved_sensors(),
                 sensor_keys,
                 |i| &delta.sensors[i].id,
                 &self.sensors,
@@ -588,11 +590,15 @@ impl Held {
 }
 
 /// The positions in a delta's list that may concern a client: those near
-/// its viewport ([`Grid::near`]) and those it holds (which may have
-/// left), in the list's order; every position for a whole-world viewport.
+/// its viewport ([`Grid::near`]) and those it holds that moved (which may
+/// have left), in the list's order; every position for a whole-world
+/// viewport. `moved` lists the items that moved (`None`: any may have).
+/// One that did not move is where the client last got it, inside its
+/// viewport, so the grid finds it.
 fn candidates<'a>(
     bbox: Option<Bbox>,
     grid: impl FnOnce() -> &'a Grid,
+    moved: Option<&[u32]>,
     keys: &Keys,
     id_at: impl Fn(usize) -> &'a Arc<str>,
     held: &Held,
@@ -603,22 +609,27 @@ fn candidates<'a>(
     };
     let mut out: Vec<u32> = grid().near(b.south, b.north, b.west, b.east);
     if !held.is_empty() {
-        // The items held among the list's: one lookup per item or per held
-        // id, whichever are fewer (a client on a wide view may hold far
-        // more than one tick changes).
-        if len < held.len() {
-            out.extend(
-                (0u32..)
-                    .zip(&keys.keys)
-                    .filter(|&(i, &(h, _))| held.contains_hashed(h, id_at(i as usize)))
-                    .map(|(i, _)| i),
-            );
-        } else {
-            out.extend(
+        // The held items among those that moved: one lookup per item or
+        // per held id, whichever are fewer (a client on a wide view may
+        // hold far more than one tick changes).
+        let is_held = |i: u32| {
+            keys.keys
+                .get(i as usize)
+                .is_some_and(|&(h, _)| held.contains_hashed(h, id_at(i as usize)))
+        };
+        match moved {
+            Some(moved) if moved.len() < held.len() => {
+                out.extend(moved.iter().copied().filter(|&i| is_held(i)));
+            }
+            None if len < held.len() => {
+                out.extend((0..u32::try_from(len).unwrap_or(u32::MAX)).filter(|&i| is_held(i)));
+            }
+            _ => out.extend(
                 held.0
                     .iter()
-                    .filter_map(|(h, id)| keys.find(*h, id, |i| &**id_at(i))),
-            );
+                    .filter_map(|(h, id)| keys.find(*h, id, |i| &**id_at(i)))
+                    .filter(|i| moved.is_none_or(|m| m.binary_search(i).is_ok())),
+            ),
         }
     }
     out.sort_unstable();
@@ -683,12 +694,20 @@ mod tests {
                 .collect();
             let held = Held::of(names.iter());
             assert_eq!(held.len(), held_n);
-            let got = candidates(Some(b), || &grid, &keys, |i| &ids[i], &held);
+            let got = candidates(Some(b), || &grid, None, &keys, |i| &ids[i], &held);
             let mut want: Vec<u32> = vec![3];
             want.extend((0..40u32).filter(|i| held.contains(&format!("u{i}"))));
             want.sort_unstable();
             want.dedup();
             assert_eq!(got, want, "{held_n} held");
+            // Only the held items that moved are looked for; the grid's
+            // are found anyway.
+            let moved = [5u32, 10, 11];
+            let got = candidates(Some(b), || &grid, Some(&moved), &keys, |i| &ids[i], &held);
+            let mut want: Vec<u32> = vec![3];
+            want.extend(moved.iter().filter(|i| held.contains(&format!("u{i}"))));
+            want.sort_unstable();
+            assert_eq!(got, want, "{held_n} held, some moved");
         }
         let mut held = Held::of(ids[..2].iter());
         assert!(held.remove(id_hash("u1"), "u1") && !held.remove(id_hash("u1"), "u1"));

@@ -299,29 +299,52 @@ fn merged_shards_give_the_single_picture_digest() {
 struct Plain {
     vp: Viewport,
     units: std::collections::HashSet<String>,
+    sensors: std::collections::HashSet<String>,
+}
+
+/// The plain filter of one list: those inside, and those held that left.
+fn plain_items<'a>(
+    vp: &Viewport,
+    held: &mut std::collections::HashSet<String>,
+    removed: &[String],
+    items: impl Iterator<Item = (&'a str, Option<f64>, Option<f64>)>,
+) -> Vec<String> {
+    for id in removed {
+        held.remove(id);
+    }
+    let mut out = Vec::new();
+    for (id, lat, lon) in items {
+        if vp.contains_point(lat, lon) {
+            held.insert(id.to_owned());
+            out.push(id.to_owned());
+        } else if held.remove(id) {
+            out.push(id.to_owned());
+        }
+    }
+    out
 }
 
 impl Plain {
-    fn filter(&mut self, d: &fusion::Delta) -> (Vec<String>, Vec<String>) {
+    fn filter(&mut self, d: &fusion::Delta) -> (Vec<String>, Vec<String>, Vec<String>) {
         let cells = d
             .cells
             .iter()
             .filter(|c| self.vp.contains_cell(c.h3))
             .map(|c| c.h3.to_string())
             .collect();
-        for id in &d.units_removed {
-            self.units.remove(id);
-        }
-        let mut units = Vec::new();
-        for u in &d.units {
-            if self.vp.contains_point(u.lat, u.lon) {
-                self.units.insert(u.id.to_string());
-                units.push(u.id.to_string());
-            } else if self.units.remove(u.id.as_ref()) {
-                units.push(u.id.to_string());
-            }
-        }
-        (cells, units)
+        let units = plain_items(
+            &self.vp,
+            &mut self.units,
+            &d.units_removed,
+            d.units.iter().map(|u| (&*u.id, u.lat, u.lon)),
+        );
+        let sensors = plain_items(
+            &self.vp,
+            &mut self.sensors,
+            &d.sensors_removed,
+            d.sensors.iter().map(|s| (&*s.id, s.lat, s.lon)),
+        );
+        (cells, units, sensors)
     }
 }
 
@@ -346,6 +369,7 @@ fn the_indexed_viewport_filter_sends_what_testing_every_item_sends() {
                 Plain {
                     vp,
                     units: Default::default(),
+                    sensors: Default::default(),
                 },
             )
         })
@@ -369,12 +393,15 @@ fn the_indexed_viewport_filter_sends_what_testing_every_item_sends() {
                     cut.to_json(&d, r#""type":"delta""#),
                     format!(r#"{{"type":"delta",{}"#, &json[1..])
                 );
-                let (cells, units) = plain.filter(&d);
+                let (cells, units, sensors) = plain.filter(&d);
                 let got_cells: Vec<String> = got.cells.iter().map(|c| c.h3.to_string()).collect();
                 let got_units: Vec<String> = got.units.iter().map(|u| u.id.to_string()).collect();
                 assert_eq!(got_cells, cells, "cells of {:?}", plain.vp);
                 assert_eq!(got_units, units, "units of {:?}", plain.vp);
-                sent += got_cells.len() + got_units.len();
+                let got_sensors: Vec<String> =
+                    got.sensors.iter().map(|s| s.id.to_string()).collect();
+                assert_eq!(got_sensors, sensors, "sensors of {:?}", plain.vp);
+                sent += got_cells.len() + got_units.len() + got_sensors.len();
             }
         }
     }
