@@ -471,6 +471,14 @@ pub enum AckError {
     Unknown(String),
 }
 
+/// Whether an entity at `pos` moved since a delta last showed it at
+/// `sent` (one without a position counts as moved); `sent` becomes `pos`.
+fn moved_since_shown(sent: &mut Option<(f64, f64)>, pos: Option<(f64, f64)>) -> bool {
+    let moved = pos.is_none() || *sent != pos;
+    *sent = pos;
+    moved
+}
+
 impl Picture {
     /// An empty picture.
     pub fn new(config: PictureConfig) -> Picture {
@@ -1536,10 +1544,9 @@ impl Picture {
             let v = self.unit_view(id, u, Some(now_ms));
             if let Some(u) = self.units.at_mut(slot) {
                 u.shown = v.freshness.zip(v.silent);
-                if u.pos.is_none() || u.sent_pos != u.pos {
+                if moved_since_shown(&mut u.sent_pos, u.pos) {
                     moved_units.push(u32::try_from(delta.units.len()).unwrap_or(u32::MAX));
                 }
-                u.sent_pos = u.pos;
             }
             delta.units.push(v);
         }
@@ -1553,10 +1560,9 @@ impl Picture {
             let v = self.sensor_view(id, s, Some(now_ms));
             if let Some(s) = self.sensors.at_mut(slot) {
                 s.shown = v.freshness;
-                if s.pos.is_none() || s.sent_pos != s.pos {
+                if moved_since_shown(&mut s.sent_pos, s.pos) {
                     moved_sensors.push(u32::try_from(delta.sensors.len()).unwrap_or(u32::MAX));
                 }
-                s.sent_pos = s.pos;
             }
             delta.sensors.push(v);
         }

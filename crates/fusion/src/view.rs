@@ -333,7 +333,7 @@ pub struct Delta {
 /// their caches hold.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeltaIndex {
-    centres: OnceLock<Vec<OnceLock<h3o::LatLng>>>,
+    centres: PerItem<h3o::LatLng>,
     /// Per resolution: (latitude of the centre, index in `cells`).
     cells_grid: [OnceLock<Grid>; 16],
     units_grid: OnceLock<Grid>,
@@ -352,29 +352,44 @@ pub(crate) struct DeltaIndex {
     sensor_texts: Texts,
 }
 
-/// The JSON text of each item of a list, written when first asked for
-/// (empty for an item that cannot be written).
-#[derive(Debug, Clone, Default)]
-struct Texts(OnceLock<Vec<OnceLock<String>>>);
+/// A value per item of a list, each made when first asked for (by any of
+/// the clients filtering the delta, on any thread).
+#[derive(Debug, Clone)]
+struct PerItem<T>(OnceLock<Vec<OnceLock<T>>>);
 
-impl Texts {
-    fn get<'a, T: Serialize>(&'a self, items: &[T], i: usize) -> &'a str {
+impl<T> Default for PerItem<T> {
+    fn default() -> Self {
+        PerItem(OnceLock::new())
+    }
+}
+
+impl<T> PerItem<T> {
+    /// Item `i`'s value of a list of `len` (`None` past its end).
+    fn get(&self, len: usize, i: usize, make: impl FnOnce() -> T) -> Option<&T> {
         let slots = self
             .0
-            .get_or_init(|| (0..items.len()).map(|_| OnceLock::new()).collect());
-        match slots.get(i) {
-            Some(slot) => slot.get_or_init(|| {
-                // Most items take a few hundred bytes: one allocation, kept
-                // as it is (a delta lives for a tick).
-                let mut text = Vec::with_capacity(512);
-                items
-                    .get(i)
-                    .and_then(|item| serde_json::to_writer(&mut text, item).ok())
-                    .and_then(|()| String::from_utf8(text).ok())
-                    .unwrap_or_default()
-            }),
-            None => "",
-        }
+            .get_or_init(|| (0..len).map(|_| OnceLock::new()).collect());
+        slots.get(i).map(|slot| slot.get_or_init(make))
+    }
+}
+
+/// The JSON text of each item of a list (empty for an item that cannot
+/// be written).
+type Texts = PerItem<String>;
+
+impl Texts {
+    fn text<'a, T: Serialize>(&'a self, items: &[T], i: usize) -> &'a str {
+        self.get(items.len(), i, || {
+            // Most items take a few hundred bytes: one allocation, kept
+            // as it is (a delta lives for a tick).
+            let mut text = Vec::with_capacity(512);
+            items
+                .get(i)
+                .and_then(|item| serde_json::to_writer(&mut text, item).ok())
+                .and_then(|()| String::from_utf8(text).ok())
+                .unwrap_or_default()
+        })
+        .map_or("", String::as_str)
     }
 }
 
@@ -506,13 +521,11 @@ impl Grid {
 impl DeltaIndex {
     /// The centre of `cells[i]`.
     pub(crate) fn get(&self, cells: &[CellView], i: usize) -> h3o::LatLng {
-        let slots = self
-            .centres
-            .get_or_init(|| (0..cells.len()).map(|_| OnceLock::new()).collect());
-        match slots.get(i) {
-            Some(slot) => *slot.get_or_init(|| h3o::LatLng::from(cells[i].h3)),
-            None => h3o::LatLng::from(cells[i].h3),
-        }
+        let centre = || h3o::LatLng::from(cells[i].h3);
+        self.centres
+            .get(cells.len(), i, centre)
+            .copied()
+            .unwrap_or_else(centre)
     }
 
     /// The cells at `res` by the positions of their centres.
@@ -581,17 +594,17 @@ impl DeltaIndex {
 
     /// The JSON of `cells[i]`.
     pub(crate) fn cell_text<'a>(&'a self, cells: &[CellView], i: usize) -> &'a str {
-        self.cell_texts.get(cells, i)
+        self.cell_texts.text(cells, i)
     }
 
     /// The JSON of `units[i]`.
     pub(crate) fn unit_text<'a>(&'a self, units: &[UnitView], i: usize) -> &'a str {
-        self.unit_texts.get(units, i)
+        self.unit_texts.text(units, i)
     }
 
     /// The JSON of `sensors[i]`.
     pub(crate) fn sensor_text<'a>(&'a self, sensors: &[SensorView], i: usize) -> &'a str {
-        self.sensor_texts.get(sensors, i)
+        self.sensor_texts.text(sensors, i)
     }
 }
 

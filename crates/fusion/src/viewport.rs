@@ -258,11 +258,7 @@ impl ViewFilter {
         let vp = self.viewport;
         let index = &delta.index;
         let cells: Vec<u32> = match vp.bbox {
-            None => (0u32..)
-                .zip(&delta.cells)
-                .filter(|(_, c)| c.h3.resolution() == vp.res)
-                .map(|(i, _)| i)
-                .collect(),
+            None => positions(&delta.cells, |c| c.h3.resolution() == vp.res),
             Some(b) => {
                 // Only the cells near the box (with the cells' margin);
                 // then the full test, in the delta's order.
@@ -284,11 +280,7 @@ impl ViewFilter {
                 picked
             }
         };
-        let cells_removed = (0u32..)
-            .zip(&delta.cells_removed_idx)
-            .filter(|(_, c)| vp.contains_cell(**c))
-            .map(|(i, _)| i)
-            .collect();
+        let cells_removed = positions(&delta.cells_removed_idx, |c| vp.contains_cell(*c));
         let area = self.area;
         let mut units_removed = forget(&delta.units_removed, &mut self.units);
         let mut sensors_removed = forget(&delta.sensors_removed, &mut self.sensors);
@@ -332,9 +324,9 @@ impl ViewFilter {
         sensors_removed.extend(sensors.1);
         let (incidents, incidents_removed, alerts) = match area {
             None => (
-                all(&delta.incidents),
+                positions(&delta.incidents, |_| true),
                 delta.incidents_removed.clone(),
-                all(&delta.alerts),
+                positions(&delta.alerts, |_| true),
             ),
             Some(area) => self.area_items(&area, delta),
         };
@@ -370,18 +362,18 @@ impl ViewFilter {
                 removed.push(i.id.clone());
             }
         }
-        let alerts = (0u32..)
-            .zip(&delta.alerts)
-            .filter(|(_, a)| self.concerns(a))
-            .map(|(n, _)| n)
-            .collect();
+        let alerts = positions(&delta.alerts, |a| self.concerns(a));
         (incidents, removed, alerts)
     }
 }
 
-/// Every position of a list.
-fn all<T>(items: &[T]) -> Vec<u32> {
-    (0u32..).zip(items).map(|(i, _)| i).collect()
+/// The positions of the items of a list that `keep` keeps.
+fn positions<T>(items: &[T], keep: impl Fn(&T) -> bool) -> Vec<u32> {
+    (0u32..)
+        .zip(items)
+        .filter(|(_, item)| keep(item))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// One client's part of a delta ([`ViewFilter::cut`]): positions in the
