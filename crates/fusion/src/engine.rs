@@ -31,7 +31,7 @@ use crate::freshness::Freshness;
 use crate::names::{NameId, Names, Texts};
 use crate::registry::{Registry, Slot};
 use crate::status::StatusTable;
-use crate::store::{CellStore, Member};
+use crate::store::{CellStore, Member, NO_SLOT};
 use crate::trend::Trend;
 use crate::view::{
     AlertView, CellView, Delta, IncidentView, Quality, SensorView, Snapshot, StatusClass, UnitView,
@@ -219,6 +219,9 @@ struct Sensor {
     seq: Option<u64>,
     level: u8,
     cell: Option<CellIndex>,
+    /// Where the cell index keeps `cell` (a hint, checked before use).
+    #[serde(skip, default = "no_slot")]
+    cell_slot: u32,
     shown: Option<Freshness>,
     /// The position the last delta showed (not kept in a checkpoint: a
     /// restored picture reports every entity as moved once).
@@ -247,6 +250,9 @@ struct Unit {
     status_ts_ms: Option<EpochMs>,
     class: StatusClass,
     cell: Option<CellIndex>,
+    /// Where the cell index keeps `cell` (a hint, checked before use).
+    #[serde(skip, default = "no_slot")]
+    cell_slot: u32,
     shown: Option<(Freshness, bool)>,
     /// The position the last delta showed (not kept in a checkpoint).
     #[serde(skip)]
@@ -258,6 +264,31 @@ struct Unit {
     /// Time-to-live the newest fix came with (CoT's `stale`), instead of
     /// the configured one.
     ttl_ms: Option<i64>,
+}
+
+fn no_slot() -> u32 {
+    NO_SLOT
+}
+
+/// Moves an entity's contribution in the cell index with the finest-cell
+/// slot it remembers (`hint`), and remembers the new one.
+fn move_member<T>(
+    cells: &mut CellStore,
+    entities: &mut Registry<T>,
+    member: Member,
+    old: Option<(CellIndex, Contribution)>,
+    new: Option<(CellIndex, Contribution)>,
+    hint: impl Fn(&mut T) -> &mut u32,
+) {
+    let slot = match member {
+        Member::Unit(s) | Member::Sensor(s) | Member::Incident(s) => s,
+    };
+    let Some(e) = entities.at_mut(slot) else {
+        cells.change(member, old, new);
+        return;
+    };
+    let remembered = hint(e);
+    *remembered = cells.change_hinted(member, old, new, *remembered);
 }
 
 impl Unit {
@@ -662,7 +693,7 @@ impl Picture {
         }
         let new = s.contribution();
         let slot = self.sensors.insert(&m.id, s);
-        self.cells.change(Member::Sensor(slot), old, new);
+        self.move_sensor(slot, old, new);
         self.pending.sensors.push(slot);
         Ok(Outcome::Applied)
     }
@@ -752,7 +783,7 @@ impl Picture {
         if let Some(message) = gap {
             self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
-        self.cells.change(Member::Sensor(slot), old, new);
+        self.move_sensor(slot, old, new);
         self.pending.sensors.push(slot);
         Ok(if missed > 0 {
             Outcome::Gap(missed)
@@ -827,6 +858,7 @@ impl Picture {
             seq: None,
             level: 0,
             cell: None,
+            cell_slot: NO_SLOT,
             shown: None,
             sent_pos: None,
             trend: Trend::default(),
@@ -934,6 +966,33 @@ impl Picture {
         pending.insert(n);
     }
 
+    /// Moves a sensor's contribution in the cell index, through the slot
+    /// its finest cell had the last time.
+    fn move_sensor(
+        &mut self,
+        slot: Slot,
+        old: Option<(CellIndex, Contribution)>,
+        new: Option<(CellIndex, Contribution)>,
+    ) {
+        let member = Member::Sensor(slot);
+        move_member(&mut self.cells, &mut self.sensors, member, old, new, |s| {
+            &mut s.cell_slot
+        });
+    }
+
+    /// [`Picture::move_sensor`] for a unit.
+    fn move_unit(
+        &mut self,
+        slot: Slot,
+        old: Option<(CellIndex, Contribution)>,
+        new: Option<(CellIndex, Contribution)>,
+    ) {
+        let member = Member::Unit(slot);
+        move_member(&mut self.cells, &mut self.units, member, old, new, |u| {
+            &mut u.cell_slot
+        });
+    }
+
     fn unit_entry(&mut self, id: &str) -> (Slot, &mut Unit) {
         let slot = match self.units.slot_of(id) {
             Some(slot) => slot,
@@ -967,6 +1026,7 @@ fn new_unit(type_id: NameId) -> Unit {
         status_ts_ms: None,
         class: StatusClass::Unknown,
         cell: None,
+        cell_slot: NO_SLOT,
         shown: None,
         sent_pos: None,
         fixes: SmallVec::new(),
@@ -998,7 +1058,7 @@ impl Picture {
         let new = u.contribution();
         // Descriptions carry no time: the unit's newest report dates the change.
         let ts = u.newest_ms().unwrap_or(0);
-        self.cells.change(Member::Unit(slot), old, new);
+        self.move_unit(slot, old, new);
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, ts);
         Outcome::Applied
@@ -1126,7 +1186,7 @@ impl Picture {
         };
         let callsign = u.callsign.clone().unwrap_or_else(|| Arc::from(id));
         let new = u.contribution();
-        self.cells.change(Member::Unit(slot), old, new);
+        self.move_unit(slot, old, new);
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, p.ts_ms);
         if let Some((a, b)) = conflict {
@@ -1197,7 +1257,7 @@ impl Picture {
             u.class = class;
         }
         let new = u.contribution();
-        self.cells.change(Member::Unit(slot), old, new);
+        self.move_unit(slot, old, new);
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, s.ts_ms);
         Ok(Outcome::Applied)
@@ -1506,6 +1566,7 @@ impl Picture {
 
         let (units, sensors, incidents) = (&self.units, &self.sensors, &self.incidents);
         let names = self.names.shared();
+        delta.cells.reserve(self.cells.touched_len());
         self.cells.settle(
             |m| match m {
                 Member::Unit(slot) => units.at(slot)?.contribution().map(|c| c.1),

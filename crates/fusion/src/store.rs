@@ -31,6 +31,9 @@ pub(crate) enum Member {
 /// "No parent": the coarsest served resolution.
 const NO_PARENT: u32 = u32::MAX;
 
+/// "No slot remembered" for [`CellStore::change_hinted`].
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
 /// A cell at a coarser resolution: its aggregate, the slot of its parent
 /// (so that a change climbs the resolutions without hashing) and whether
 /// it changed since the last flush.
@@ -92,6 +95,15 @@ impl<T> Slots<T> {
                 slots[i as usize].as_ref().is_some_and(|(c, _)| *c == cell)
             })
             .copied()
+    }
+
+    /// `find`, trying the slot `hint` first (a slot remembered by the
+    /// caller: used only if it still holds `cell`).
+    fn find_hinted(&self, state: &ahash::RandomState, cell: CellIndex, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(Some((c, _))) if *c == cell => Some(hint),
+            _ => self.find(state, cell),
+        }
     }
 
     fn get(&self, state: &ahash::RandomState, cell: CellIndex) -> Option<&T> {
@@ -236,6 +248,11 @@ impl CellStore {
         self.touched.is_empty()
     }
 
+    /// At most how many cells the next [`CellStore::settle`] emits.
+    pub fn touched_len(&self) -> usize {
+        self.touched.len()
+    }
+
     /// Number of cells.
     pub fn len(&self) -> usize {
         self.finest.len() + self.coarse.len()
@@ -294,12 +311,26 @@ impl CellStore {
         old: Option<(CellIndex, Contribution)>,
         new: Option<(CellIndex, Contribution)>,
     ) {
+        self.change_hinted(member, old, new, NO_SLOT);
+    }
+
+    /// [`CellStore::change`] for a member that remembers the slot of its
+    /// finest cell (`hint`, checked before use, so a stale one only costs
+    /// the hash lookup it would have saved). Returns the slot of the new
+    /// finest cell to remember ([`NO_SLOT`] when there is none).
+    pub fn change_hinted(
+        &mut self,
+        member: Member,
+        old: Option<(CellIndex, Contribution)>,
+        new: Option<(CellIndex, Contribution)>,
+        hint: u32,
+    ) -> u32 {
         if old == new {
-            return;
+            return hint;
         }
         let same_finest = matches!((old, new), (Some((x, _)), Some((y, _))) if x == y);
         let mut a = old.and_then(|(cell, contribution)| {
-            let slot = self.finest.find(&self.hasher, cell)?;
+            let slot = self.finest.find_hinted(&self.hasher, cell, hint)?;
             Some(Side { slot, contribution })
         });
         let mut b = match (new, a) {
@@ -313,6 +344,8 @@ impl CellStore {
             }),
             (None, _) => None,
         };
+        // Created before anything is removed below, so it stays valid.
+        let remembered = b.map_or(NO_SLOT, |side| side.slot);
         for level in 0..self.res.len() {
             let (up_a, up_b) = match (a, b) {
                 (Some(x), Some(y)) if x.slot == y.slot => {
@@ -330,6 +363,7 @@ impl CellStore {
                 break;
             }
         }
+        remembered
     }
 
     /// Replaces a contribution in the same cell at `level`; returns the
