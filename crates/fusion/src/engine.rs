@@ -270,15 +270,31 @@ fn no_slot() -> u32 {
     NO_SLOT
 }
 
-/// Moves an entity's contribution in the cell index with the finest-cell
-/// slot it remembers (`hint`), and remembers the new one.
-fn move_member<T>(
+/// An entity that remembers where the cell index keeps its finest cell.
+trait CellSlot {
+    fn cell_slot(&mut self) -> &mut u32;
+}
+
+impl CellSlot for Sensor {
+    fn cell_slot(&mut self) -> &mut u32 {
+        &mut self.cell_slot
+    }
+}
+
+impl CellSlot for Unit {
+    fn cell_slot(&mut self) -> &mut u32 {
+        &mut self.cell_slot
+    }
+}
+
+/// Moves an entity's contribution in the cell index through the
+/// finest-cell slot it remembers, and remembers the new one.
+fn move_member<T: CellSlot>(
     cells: &mut CellStore,
     entities: &mut Registry<T>,
     member: Member,
     old: Option<(CellIndex, Contribution)>,
     new: Option<(CellIndex, Contribution)>,
-    hint: impl Fn(&mut T) -> &mut u32,
 ) {
     let slot = match member {
         Member::Unit(s) | Member::Sensor(s) | Member::Incident(s) => s,
@@ -287,7 +303,7 @@ fn move_member<T>(
         cells.change(member, old, new);
         return;
     };
-    let remembered = hint(e);
+    let remembered = e.cell_slot();
     *remembered = cells.change_hinted(member, old, new, *remembered);
 }
 
@@ -693,7 +709,13 @@ impl Picture {
         }
         let new = s.contribution();
         let slot = self.sensors.insert(&m.id, s);
-        self.move_sensor(slot, old, new);
+        move_member(
+            &mut self.cells,
+            &mut self.sensors,
+            Member::Sensor(slot),
+            old,
+            new,
+        );
         self.pending.sensors.push(slot);
         Ok(Outcome::Applied)
     }
@@ -783,7 +805,13 @@ impl Picture {
         if let Some(message) = gap {
             self.raise("seq_gap", &o.id, None, 1, message, o.ts_ms);
         }
-        self.move_sensor(slot, old, new);
+        move_member(
+            &mut self.cells,
+            &mut self.sensors,
+            Member::Sensor(slot),
+            old,
+            new,
+        );
         self.pending.sensors.push(slot);
         Ok(if missed > 0 {
             Outcome::Gap(missed)
@@ -966,33 +994,6 @@ impl Picture {
         pending.insert(n);
     }
 
-    /// Moves a sensor's contribution in the cell index, through the slot
-    /// its finest cell had the last time.
-    fn move_sensor(
-        &mut self,
-        slot: Slot,
-        old: Option<(CellIndex, Contribution)>,
-        new: Option<(CellIndex, Contribution)>,
-    ) {
-        let member = Member::Sensor(slot);
-        move_member(&mut self.cells, &mut self.sensors, member, old, new, |s| {
-            &mut s.cell_slot
-        });
-    }
-
-    /// [`Picture::move_sensor`] for a unit.
-    fn move_unit(
-        &mut self,
-        slot: Slot,
-        old: Option<(CellIndex, Contribution)>,
-        new: Option<(CellIndex, Contribution)>,
-    ) {
-        let member = Member::Unit(slot);
-        move_member(&mut self.cells, &mut self.units, member, old, new, |u| {
-            &mut u.cell_slot
-        });
-    }
-
     fn unit_entry(&mut self, id: &str) -> (Slot, &mut Unit) {
         let slot = match self.units.slot_of(id) {
             Some(slot) => slot,
@@ -1058,7 +1059,13 @@ impl Picture {
         let new = u.contribution();
         // Descriptions carry no time: the unit's newest report dates the change.
         let ts = u.newest_ms().unwrap_or(0);
-        self.move_unit(slot, old, new);
+        move_member(
+            &mut self.cells,
+            &mut self.units,
+            Member::Unit(slot),
+            old,
+            new,
+        );
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, ts);
         Outcome::Applied
@@ -1186,7 +1193,13 @@ impl Picture {
         };
         let callsign = u.callsign.clone().unwrap_or_else(|| Arc::from(id));
         let new = u.contribution();
-        self.move_unit(slot, old, new);
+        move_member(
+            &mut self.cells,
+            &mut self.units,
+            Member::Unit(slot),
+            old,
+            new,
+        );
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, p.ts_ms);
         if let Some((a, b)) = conflict {
@@ -1257,7 +1270,13 @@ impl Picture {
             u.class = class;
         }
         let new = u.contribution();
-        self.move_unit(slot, old, new);
+        move_member(
+            &mut self.cells,
+            &mut self.units,
+            Member::Unit(slot),
+            old,
+            new,
+        );
         self.pending.units.push(slot);
         self.unit_moved_in_areas(id, before, s.ts_ms);
         Ok(Outcome::Applied)
