@@ -231,6 +231,13 @@ impl Default for MqttConfig {
 pub struct FusionConfig {
     /// Delta interval, milliseconds.
     pub tick_ms: u64,
+    /// Delta frames per second, all websocket clients together, up to
+    /// which a delta goes out every tick; beyond, every few ticks (up to
+    /// `max_tick_ms`). 0: every tick, however many clients watch.
+    pub frames_per_s: u32,
+    /// The longest interval between deltas that `frames_per_s` stretches
+    /// the tick to, milliseconds.
+    pub max_tick_ms: u64,
     /// Served H3 resolutions; the finest indexes entities.
     pub resolutions: Vec<u8>,
     /// Time-to-live of a unit's newest report, milliseconds.
@@ -253,6 +260,8 @@ impl Default for FusionConfig {
     fn default() -> Self {
         Self {
             tick_ms: 50,
+            frames_per_s: 10_000,
+            max_tick_ms: 200,
             resolutions: vec![10, 9, 8, 7, 6],
             unit_ttl_ms: 5 * 60_000,
             silent_after_ms: 10 * 60_000,
@@ -284,6 +293,9 @@ impl Config {
         config.picture()?;
         if config.fusion.tick_ms == 0 || config.fusion.tick_ms > 10_000 {
             bail!("fusion.tick_ms must be 1..=10000");
+        }
+        if config.fusion.max_tick_ms < config.fusion.tick_ms || config.fusion.max_tick_ms > 60_000 {
+            bail!("fusion.max_tick_ms must be at least fusion.tick_ms and at most 60000");
         }
         if config.log.segment_bytes < 64 * 1024 {
             bail!("log.segment_bytes must be at least 65536");
@@ -335,6 +347,14 @@ impl Config {
     /// The tick interval.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.fusion.tick_ms)
+    }
+
+    /// How the delta interval stretches with many clients.
+    pub fn pacing(&self) -> crate::driver::Pacing {
+        crate::driver::Pacing {
+            frames_per_s: self.fusion.frames_per_s,
+            max_interval: Duration::from_millis(self.fusion.max_tick_ms),
+        }
     }
 
     /// The engine settings.

@@ -63,6 +63,47 @@ pub struct DriverConfig {
     /// Event log segments older than this are deleted at rotation, ms;
     /// 0 keeps everything.
     pub retention_ms: i64,
+    /// How the delta interval stretches when many clients watch.
+    pub pacing: Pacing,
+}
+
+/// How often deltas go out when many clients watch. Every delta costs
+/// each watching client a cut, a frame and a send: with a thousand
+/// clients that is 20,000 frames a second at a 50 ms tick, whatever the
+/// event rate. Beyond `frames_per_s` (all clients together) the deltas
+/// are emitted every few ticks instead, each covering those ticks, up to
+/// `max_interval`; nothing is dropped, each client still gets every seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Delta frames per second, all watching clients together, up to
+    /// which a delta goes out every tick; 0: every tick, always.
+    pub frames_per_s: u32,
+    /// The longest interval between deltas it stretches to.
+    pub max_interval: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            frames_per_s: 10_000,
+            max_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Pacing {
+    /// Every how many ticks of length `tick` a delta goes out while
+    /// `watchers` clients receive them (at least 1).
+    pub fn ticks_per_delta(&self, watchers: usize, tick: Duration) -> u32 {
+        let tick_ms = tick.as_millis().max(1);
+        if self.frames_per_s == 0 || watchers == 0 {
+            return 1;
+        }
+        let most = (self.max_interval.as_millis() / tick_ms).max(1);
+        // watchers × (1000 / tick_ms) frames a second at one tick per delta.
+        let wanted = (watchers as u128 * 1000).div_ceil(tick_ms * u128::from(self.frames_per_s));
+        u32::try_from(wanted.clamp(1, most)).unwrap_or(u32::MAX)
+    }
 }
 
 /// What a replay hands the owner task, in order.
@@ -195,6 +236,8 @@ pub struct Driver {
     history_slots: Arc<Semaphore>,
     /// Decodes operators' reports over HTTP (the broker's decoder).
     decoder: Option<ingest::Decoder>,
+    /// Ticks since the last delta ([`Pacing`]).
+    ticks_waited: u32,
 }
 
 impl Driver {
@@ -211,6 +254,7 @@ impl Driver {
             records: Vec::with_capacity(BATCH),
             history_slots: Arc::new(Semaphore::new(HISTORY_AT_ONCE)),
             decoder: None,
+            ticks_waited: 0,
         };
         d.open(fusion::space::LIVE);
         d
@@ -568,7 +612,29 @@ impl Driver {
         Ok(())
     }
 
+    /// A tick: every space flushed into a delta, or, while many clients
+    /// watch, every few ticks ([`Pacing`]).
     fn tick(&mut self) {
+        let watchers: usize = self
+            .spaces
+            .values()
+            .map(|s| s.handle.deltas.receiver_count())
+            .sum();
+        let every = self
+            .config
+            .pacing
+            .ticks_per_delta(watchers, self.config.tick);
+        metrics::gauge!("rm_delta_interval_ms")
+            .set(self.config.tick.as_secs_f64() * 1000.0 * f64::from(every));
+        self.ticks_waited += 1;
+        if self.ticks_waited >= every {
+            self.flush_all();
+        }
+    }
+
+    /// Every space flushed into a delta now.
+    fn flush_all(&mut self) {
+        self.ticks_waited = 0;
         let now = self.config.clock.now();
         for space in self.spaces.values_mut() {
             Self::flush(space, now);
@@ -814,7 +880,7 @@ impl Driver {
                 else => break,
             }
         }
-        self.tick();
+        self.flush_all();
         if let Some(log) = self.log.as_mut() {
             if let Err(e) = log.close() {
                 error!(error = %e, "cannot close the event log's segments");
@@ -1035,6 +1101,7 @@ mod recovery_tests {
                 picture,
                 clock: Clock::Wall,
                 retention_ms: 0,
+                pacing: Pacing::default(),
             },
             Hub::new(tx),
         )
@@ -1206,5 +1273,91 @@ mod recovery_tests {
             acked_b(&after),
             "b's alert is still the acknowledged one: {after:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod pacing_tests {
+    use super::*;
+    use fusion::{Event, UnitMeta};
+
+    #[test]
+    fn the_interval_stretches_with_the_watchers_and_stops_at_the_limit() {
+        let p = Pacing::default();
+        let tick = Duration::from_millis(50);
+        // 20 deltas a second per client: 10,000 frames are 500 clients.
+        assert_eq!(p.ticks_per_delta(0, tick), 1);
+        assert_eq!(p.ticks_per_delta(100, tick), 1);
+        assert_eq!(p.ticks_per_delta(500, tick), 1);
+        assert_eq!(p.ticks_per_delta(501, tick), 2);
+        assert_eq!(p.ticks_per_delta(1_000, tick), 2);
+        assert_eq!(p.ticks_per_delta(1_600, tick), 4);
+        assert_eq!(p.ticks_per_delta(100_000, tick), 4, "200 ms at most");
+        let off = Pacing {
+            frames_per_s: 0,
+            ..p
+        };
+        assert_eq!(off.ticks_per_delta(100_000, tick), 1);
+        // A limit shorter than the tick never stretches it.
+        let short = Pacing {
+            frames_per_s: 1,
+            max_interval: Duration::from_millis(10),
+        };
+        assert_eq!(short.ticks_per_delta(1_000, tick), 1);
+    }
+
+    fn meta(id: &str) -> Envelope {
+        Envelope {
+            space: "live".into(),
+            received_ms: now_ms(),
+            event: Event::UnitMeta(UnitMeta {
+                id: id.into(),
+                callsign: id.into(),
+                unit_type: "HLF".into(),
+                org: "fire".into(),
+                strength: None,
+            }),
+        }
+    }
+
+    /// With more watchers than the frame budget allows, a delta goes out
+    /// every other tick and carries both ticks' changes; with few, every
+    /// tick again. No seq is skipped.
+    #[test]
+    fn many_watchers_get_every_change_in_fewer_deltas() {
+        let (tx, _rx) = mpsc::channel(8);
+        let mut d = Driver::new(
+            DriverConfig {
+                tick: Duration::from_millis(50),
+                ring: 64,
+                picture: PictureConfig::default(),
+                clock: Clock::Wall,
+                retention_ms: 0,
+                // Two clients at 20 deltas a second are 40 frames: over.
+                pacing: Pacing {
+                    frames_per_s: 30,
+                    max_interval: Duration::from_millis(200),
+                },
+            },
+            Hub::new(tx),
+        );
+        let handle = d.spaces["live"].handle.clone();
+        let mut first = handle.deltas.subscribe();
+        let second = handle.deltas.subscribe();
+        d.take(&mut vec![meta("u1")]);
+        d.tick();
+        assert!(first.try_recv().is_err(), "held for the second tick");
+        d.take(&mut vec![meta("u2")]);
+        d.tick();
+        let delta = first.try_recv().expect("a delta after two ticks");
+        let ids: Vec<&str> = delta.units.iter().map(|u| &*u.id).collect();
+        assert_eq!(ids, ["u1", "u2"], "both ticks' changes in one delta");
+        let seq = delta.seq;
+        drop(second);
+        d.take(&mut vec![meta("u3")]);
+        d.tick();
+        let delta = first.try_recv().expect("one watcher: a delta every tick");
+        assert_eq!(delta.seq, seq + 1);
+        assert_eq!(delta.units.len(), 1);
     }
 }

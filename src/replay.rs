@@ -306,6 +306,7 @@ async fn in_process(
     let driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
+            pacing: config.pacing(),
             ring: config.http.ws_ring,
             picture: config.picture()?,
             clock: Clock::Log(clock),

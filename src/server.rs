@@ -167,6 +167,7 @@ pub async fn start(
     let mut driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
+            pacing: config.pacing(),
             ring: config.http.ws_ring,
             picture,
             clock: Clock::Wall,
