@@ -349,14 +349,6 @@ impl Config {
         Duration::from_millis(self.fusion.tick_ms)
     }
 
-    /// How the delta interval stretches with many clients.
-    pub fn pacing(&self) -> crate::driver::Pacing {
-        crate::driver::Pacing {
-            frames_per_s: self.fusion.frames_per_s,
-            max_interval: Duration::from_millis(self.fusion.max_tick_ms),
-        }
-    }
-
     /// The engine settings.
     pub fn picture(&self) -> anyhow::Result<PictureConfig> {
         let mut resolutions = Vec::new();

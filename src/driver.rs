@@ -92,6 +92,14 @@ impl Default for Pacing {
 }
 
 impl Pacing {
+    /// The pacing `[fusion]` configures.
+    pub fn of(config: &crate::config::Config) -> Pacing {
+        Pacing {
+            frames_per_s: config.fusion.frames_per_s,
+            max_interval: Duration::from_millis(config.fusion.max_tick_ms),
+        }
+    }
+
     /// Every how many ticks of length `tick` a delta goes out while
     /// `watchers` clients receive them (at least 1).
     pub fn ticks_per_delta(&self, watchers: usize, tick: Duration) -> u32 {

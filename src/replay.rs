@@ -27,7 +27,7 @@ use viewer::AppState;
 use viewer::hub::Hub;
 
 use crate::config::Config;
-use crate::driver::{Clock, Driver, DriverConfig, Feed};
+use crate::driver::{Clock, Driver, DriverConfig, Feed, Pacing};
 use crate::server::stopped;
 
 /// `rescuemate replay`.
@@ -306,7 +306,7 @@ async fn in_process(
     let driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
-            pacing: config.pacing(),
+            pacing: Pacing::of(config),
             ring: config.http.ws_ring,
             picture: config.picture()?,
             clock: Clock::Log(clock),

@@ -13,7 +13,7 @@ use viewer::AppState;
 use viewer::hub::Hub;
 
 use crate::config::Config;
-use crate::driver::{Clock, Driver, DriverConfig};
+use crate::driver::{Clock, Driver, DriverConfig, Pacing};
 use ingest::log::EventLog;
 
 /// Where ingest gets its MQTT.
@@ -167,7 +167,7 @@ pub async fn start(
     let mut driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
-            pacing: config.pacing(),
+            pacing: Pacing::of(config),
             ring: config.http.ws_ring,
             picture,
             clock: Clock::Wall,
