@@ -83,20 +83,18 @@ pub struct Pacing {
 }
 
 impl Default for Pacing {
+    /// `[fusion]`'s defaults.
     fn default() -> Self {
-        Pacing {
-            frames_per_s: 10_000,
-            max_interval: Duration::from_millis(200),
-        }
+        Pacing::of(&crate::config::FusionConfig::default())
     }
 }
 
 impl Pacing {
     /// The pacing `[fusion]` configures.
-    pub fn of(config: &crate::config::Config) -> Pacing {
+    pub fn of(fusion: &crate::config::FusionConfig) -> Pacing {
         Pacing {
-            frames_per_s: config.fusion.frames_per_s,
-            max_interval: Duration::from_millis(config.fusion.max_tick_ms),
+            frames_per_s: fusion.frames_per_s,
+            max_interval: Duration::from_millis(fusion.max_tick_ms),
         }
     }
 

@@ -306,7 +306,7 @@ async fn in_process(
     let driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
-            pacing: Pacing::of(config),
+            pacing: Pacing::of(&config.fusion),
             ring: config.http.ws_ring,
             picture: config.picture()?,
             clock: Clock::Log(clock),

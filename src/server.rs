@@ -167,7 +167,7 @@ pub async fn start(
     let mut driver = Driver::new(
         DriverConfig {
             tick: config.tick(),
-            pacing: Pacing::of(config),
+            pacing: Pacing::of(&config.fusion),
             ring: config.http.ws_ring,
             picture,
             clock: Clock::Wall,
