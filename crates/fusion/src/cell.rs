@@ -533,15 +533,35 @@ impl CellAgg {
         a
     }
 
+    /// Merges a sorted name list into this one (also sorted) in one pass
+    /// over both: the usual case (the other's names are among these, as a
+    /// coarse cell's children share their kinds) inserts nothing.
+    fn merge_names(&mut self, other: &[KindEntry]) {
+        if self.names.is_empty() {
+            self.names.extend_from_slice(other);
+            return;
+        }
+        let mut i = 0;
+        for e in other {
+            let key = e.key();
+            while i < self.names.len() && self.names[i].key() < key {
+                i += 1;
+            }
+            match self.names.get_mut(i) {
+                Some(mine) if mine.key() == key => mine.merge(e),
+                _ => self.names.insert(i, *e),
+            }
+            i += 1;
+        }
+    }
+
     /// Merges another aggregate into this one.
     pub fn merge(&mut self, other: &CellAgg) {
         self.units_available += other.units_available;
         self.units_on_mission += other.units_on_mission;
         self.units_unavailable += other.units_unavailable;
         self.units_unknown += other.units_unknown;
-        for e in &other.names {
-            self.add_entry(*e);
-        }
+        self.merge_names(&other.names);
         self.incidents += other.incidents;
         self.hazard = self.hazard.max(other.hazard);
         self.newest = self.newest.max(other.newest);
@@ -614,6 +634,47 @@ mod tests {
         assert_eq!(ab_c.max_level(), 3, "sensor levels alone");
         assert_eq!(ab_c.incidents, 1);
         assert_eq!(ab_c.newest_ms(), Some(10));
+    }
+
+    /// The one-pass merge of name lists gives what adding the other
+    /// side's contributions one by one gives, for lists that interleave,
+    /// coincide, or are disjoint.
+    #[test]
+    fn merge_of_interleaved_name_lists_equals_adding_one_by_one() {
+        let sensor = |kind: NameId, level: u8, value: f64| Contribution::Sensor {
+            kind,
+            level,
+            value: Some(value),
+            ts: Some(1),
+        };
+        let sides: [&[Contribution]; 4] = [
+            &[
+                unit(StatusClass::Available, 3, None),
+                sensor(5, 1, 2.0),
+                sensor(9, 0, 1.0),
+            ],
+            &[
+                unit(StatusClass::OnMission, 1, None),
+                unit(StatusClass::Available, 3, None),
+                sensor(7, 2, 4.0),
+                sensor(9, 3, 0.5),
+            ],
+            &[sensor(5, 1, 2.0), sensor(9, 0, 1.0)],
+            &[],
+        ];
+        for a in sides {
+            for b in sides {
+                let mut left = CellAgg::default();
+                a.iter().for_each(|c| left.add(c));
+                let mut right = CellAgg::default();
+                b.iter().for_each(|c| right.add(c));
+                let mut merged = left.clone();
+                merged.merge(&right);
+                let mut added = left.clone();
+                b.iter().for_each(|c| added.add(c));
+                assert_eq!(merged, added, "{a:?} + {b:?}");
+            }
+        }
     }
 
     #[test]

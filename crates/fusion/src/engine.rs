@@ -1096,16 +1096,22 @@ impl Picture {
         let id = self.unit_id(&p.id);
         let id = id.as_ref();
         let before = self.presence(id);
-        let source = self.texts.share(p.source.as_deref().unwrap_or(""));
+        let (slot, type_id, known) = {
+            let (slot, u) = self.unit_entry(id);
+            // A source seen before is shared from its last fix (no lookup).
+            let text = p.source.as_deref().unwrap_or("");
+            let known = u.fixes.iter().find(|f| &*f.source == text);
+            (slot, u.type_id, known.map(|f| f.source.clone()))
+        };
+        let source = match known {
+            Some(source) => source,
+            None => self.texts.share(p.source.as_deref().unwrap_or("")),
+        };
         let accuracy_m = p
             .accuracy
             .unwrap_or_else(|| self.config.sources.accuracy_of(&source));
         let drift = self.config.sources.drift_mps;
         let max_age = self.config.unit_ttl_ms;
-        let (slot, type_id) = {
-            let (slot, u) = self.unit_entry(id);
-            (slot, u.type_id)
-        };
         let max_speed = self.config.sources.max_speed_of(self.names.name(type_id));
         let finest = self.resolutions[0];
         let Some(u) = self.units.at_mut(slot) else {

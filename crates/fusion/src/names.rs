@@ -13,7 +13,7 @@ pub type NameId = u16;
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     list: Arc<Vec<Arc<str>>>,
-    index: HashMap<Arc<str>, NameId>,
+    index: HashMap<Arc<str>, NameId, ahash::RandomState>,
 }
 
 impl Names {
@@ -66,7 +66,7 @@ const MAX_SHARED_TEXTS: usize = 65_536;
 /// view's copy is a reference-count increment on memory that stays hot.
 #[derive(Debug, Default)]
 pub struct Texts {
-    set: std::collections::HashSet<Arc<str>>,
+    set: std::collections::HashSet<Arc<str>, ahash::RandomState>,
 }
 
 impl Texts {
