@@ -162,6 +162,59 @@ impl Contribution {
     }
 }
 
+/// A sensor's reading replaced by a newer one of the same kind, as every
+/// cell it is in sees it ("no value" as NaN, "no time" as the sentinel).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SensorChange {
+    kind: NameId,
+    l0: u8,
+    l1: u8,
+    v0: f64,
+    v1: f64,
+    t0: EpochMs,
+    t1: EpochMs,
+}
+
+/// What replacing one contribution by another does, worked out once for
+/// all the cells (finest and ancestors) it is replaced in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Replacement {
+    /// A sensor's new reading.
+    Sensor(SensorChange),
+    /// Anything else: [`CellAgg::replace`] decides per cell.
+    Other,
+}
+
+impl Replacement {
+    pub(crate) fn new(old: &Contribution, new: &Contribution) -> Replacement {
+        match (*old, *new) {
+            (
+                Contribution::Sensor {
+                    kind,
+                    level: l0,
+                    value: v0,
+                    ..
+                },
+                Contribution::Sensor {
+                    kind: k1,
+                    level: l1,
+                    value: v1,
+                    ..
+                },
+            ) if kind == k1 => Replacement::Sensor(SensorChange {
+                kind,
+                l0,
+                l1,
+                v0: v0.unwrap_or(f64::NAN),
+                v1: v1.unwrap_or(f64::NAN),
+                t0: old.ts(),
+                t1: new.ts(),
+            }),
+            _ => Replacement::Other,
+        }
+    }
+}
+
 /// Whether removing a contribution's `old` share of a maximum `current`
 /// may lower it, when `then` (the same entity's new share in the same
 /// cell, if any) is added right after.
@@ -407,65 +460,67 @@ impl CellAgg {
         exact
     }
 
+    /// [`CellAgg::replace`] for a sensor's new reading (same kind), the
+    /// change worked out beforehand.
+    #[inline]
+    pub(crate) fn replace_sensor(&mut self, change: &SensorChange, new: &Contribution) -> bool {
+        let Ok(i) = self.find(true, change.kind) else {
+            // Not where it should be: let a recomputation decide.
+            self.add(new);
+            return false;
+        };
+        let k = &mut self.names[i];
+        let SensorChange {
+            l0,
+            l1,
+            v0,
+            v1,
+            t0,
+            t1,
+            ..
+        } = *change;
+        if k.n == 1 {
+            // The only sensor of its kind here (the usual case in a
+            // finest cell): its new reading is the kind's maximum, lower
+            // or not, and without incidents the hazard is the highest
+            // level of the kinds present. Exact, no recomputation from the
+            // members.
+            k.max_value = v1;
+            k.max_level = l1;
+            let newest = keep_max(&mut self.newest, t0, t1, NO_TIME);
+            if self.incidents == 0 {
+                self.hazard = self
+                    .names
+                    .iter()
+                    .filter(|e| e.sensor)
+                    .map(|e| e.max_level.min(4))
+                    .max()
+                    .unwrap_or(0);
+                return newest;
+            }
+            return keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0) && newest;
+        }
+        // NaN compares false: no value never held nor keeps a maximum.
+        let held = v0 >= k.max_value;
+        let kept_up = v1 >= v0;
+        let mut exact = !held || kept_up;
+        k.max_value = k.max_value.max(v1);
+        exact &= keep_max(&mut k.max_level, l0, l1, 0);
+        exact &= keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0);
+        exact &= keep_max(&mut self.newest, t0, t1, NO_TIME);
+        exact
+    }
+
     /// Replaces one entity's contribution `old` by `new` in this cell (an
     /// observation, a status change, a move inside the cell): what
     /// [`CellAgg::sub`] then [`CellAgg::add`] do, without taking the
     /// entity's name entry out and putting it back. Returns false when a
     /// maximum may now be too high.
     pub(crate) fn replace(&mut self, old: &Contribution, new: &Contribution) -> bool {
+        if let Replacement::Sensor(change) = Replacement::new(old, new) {
+            return self.replace_sensor(&change, new);
+        }
         match (*old, *new) {
-            (
-                Contribution::Sensor {
-                    kind,
-                    level: l0,
-                    value: v0,
-                    ..
-                },
-                Contribution::Sensor {
-                    kind: k1,
-                    level: l1,
-                    value: v1,
-                    ..
-                },
-            ) if kind == k1 => {
-                let Ok(i) = self.find(true, kind) else {
-                    // Not where it should be: let a recomputation decide.
-                    self.add(new);
-                    return false;
-                };
-                let k = &mut self.names[i];
-                let (v0, v1) = (v0.unwrap_or(f64::NAN), v1.unwrap_or(f64::NAN));
-                if k.n == 1 {
-                    // The only sensor of its kind here (the usual case in a
-                    // finest cell): its new reading is the kind's maximum,
-                    // lower or not, and without incidents the hazard is the
-                    // highest level of the kinds present. Exact, no
-                    // recomputation from the members.
-                    k.max_value = v1;
-                    k.max_level = l1;
-                    let newest = keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME);
-                    if self.incidents == 0 {
-                        self.hazard = self
-                            .names
-                            .iter()
-                            .filter(|e| e.sensor)
-                            .map(|e| e.max_level.min(4))
-                            .max()
-                            .unwrap_or(0);
-                        return newest;
-                    }
-                    return keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0) && newest;
-                }
-                // NaN compares false: no value never held nor keeps a maximum.
-                let held = v0 >= k.max_value;
-                let kept_up = v1 >= v0;
-                let mut exact = !held || kept_up;
-                k.max_value = k.max_value.max(v1);
-                exact &= keep_max(&mut k.max_level, l0, l1, 0);
-                exact &= keep_max(&mut self.hazard, l0.min(4), l1.min(4), 0);
-                exact &= keep_max(&mut self.newest, old.ts(), new.ts(), NO_TIME);
-                exact
-            }
             (
                 Contribution::Unit {
                     class: c0,

@@ -17,7 +17,7 @@ use h3o::{CellIndex, Resolution};
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::cell::{CellAgg, Contribution};
+use crate::cell::{CellAgg, Contribution, Replacement};
 use crate::registry::Slot;
 
 /// A cell member, by slot: eight bytes, no string compares.
@@ -328,6 +328,13 @@ impl CellStore {
         if old == new {
             return hint;
         }
+        if let (Some((x, before)), Some((y, after))) = (old, new)
+            && x == y
+            && let Some(slot) = self.finest.find_hinted(&self.hasher, x, hint)
+        {
+            self.replace_up(slot, &before, &after);
+            return slot;
+        }
         let same_finest = matches!((old, new), (Some((x, _)), Some((y, _))) if x == y);
         let mut a = old.and_then(|(cell, contribution)| {
             let slot = self.finest.find_hinted(&self.hasher, cell, hint)?;
@@ -364,6 +371,30 @@ impl CellStore {
             }
         }
         remembered
+    }
+
+    /// Replaces a contribution in the same finest cell (`slot`) and
+    /// therefore in every ancestor: one climb by parent slots, the change
+    /// worked out once ([`Replacement`]) rather than at every level.
+    fn replace_up(&mut self, slot: u32, old: &Contribution, new: &Contribution) {
+        let op = Replacement::new(old, new);
+        let mut at = Some(slot);
+        for level in 0..self.res.len() {
+            let Some(slot) = at else { break };
+            let Some((cell, node, _)) = node_at(&mut self.finest, &mut self.coarse, level, slot)
+            else {
+                break;
+            };
+            let exact = match &op {
+                Replacement::Sensor(change) => node.agg.replace_sensor(change, new),
+                Replacement::Other => node.agg.replace(old, new),
+            };
+            if !exact {
+                self.recompute[level].push(cell);
+            }
+            touch(&mut self.touched, level, slot, cell, node);
+            at = parent_of(node);
+        }
     }
 
     /// Replaces a contribution in the same cell at `level`; returns the
