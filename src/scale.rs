@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use viewer::hub::{Hub, HubError, Request, SnapshotReply, SpaceHandle};
 
 use crate::config::Config;
-use crate::driver::DigestAt;
+use crate::driver::{DigestAt, Pacing};
 use crate::server::stopped;
 
 /// Root of the shards' topics.
@@ -301,9 +301,11 @@ pub async fn start_gateway(
         spaces: BTreeMap::new(),
         asked: HashMap::new(),
         online: vec![false; shards as usize],
+        pacing: Pacing::of(&config.fusion),
+        tick: config.tick(),
+        ticks_waited: 0,
     };
-    let owner_task =
-        tokio::spawn(owner.run(rx, request_rx, config.tick(), stopped(shutdown.clone())));
+    let owner_task = tokio::spawn(owner.run(rx, request_rx, stopped(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(http)
         .await
@@ -383,6 +385,13 @@ struct Owner {
     spaces: BTreeMap<String, GwSpace>,
     asked: HashMap<(u32, String), Instant>,
     online: Vec<bool>,
+    /// The merged deltas' interval while many clients watch, as on a
+    /// server ([`Pacing`]).
+    pacing: Pacing,
+    /// The gateway's tick.
+    tick: Duration,
+    /// Ticks since the merged deltas last went out.
+    ticks_waited: u32,
 }
 
 const NOT_ON_A_GATEWAY: &str =
@@ -476,7 +485,39 @@ impl Owner {
         }
     }
 
+    /// Every how many ticks the merged deltas go out now.
+    fn ticks_per_delta(&self) -> u32 {
+        let watchers: usize = self
+            .spaces
+            .values()
+            .map(|s| s.handle.deltas.receiver_count())
+            .sum();
+        let every = self.pacing.ticks_per_delta(watchers, self.tick);
+        metrics::gauge!("rm_delta_interval_ms")
+            .set(self.tick.as_secs_f64() * 1000.0 * f64::from(every));
+        every
+    }
+
+    /// A tick of the gateway's own clock: the merged deltas go out when
+    /// their interval has passed.
     fn tick(&mut self) {
+        self.ticks_waited += 1;
+        if self.ticks_waited >= self.ticks_per_delta() {
+            self.flush_all();
+        }
+    }
+
+    /// Shards' deltas arrived: passed on at once while few clients watch,
+    /// else with the gateway's next paced tick.
+    fn shard_deltas_taken(&mut self) {
+        if self.ticks_per_delta() == 1 {
+            self.flush_all();
+        }
+    }
+
+    /// Every space's merged delta now.
+    fn flush_all(&mut self) {
+        self.ticks_waited = 0;
         for s in self.spaces.values_mut() {
             if let Some(d) = s.mosaic.flush() {
                 let _ = s.handle.deltas.send(Arc::new(d));
@@ -560,10 +601,9 @@ impl Owner {
         mut self,
         mut from_shards: mpsc::Receiver<FromShard>,
         mut requests: mpsc::Receiver<Request>,
-        tick: Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let mut ticker = tokio::time::interval(tick);
+        let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
@@ -573,7 +613,8 @@ impl Owner {
                 Some(m) = from_shards.recv() => {
                     // A shard's delta is already one tick's worth: passed
                     // on at once (with whatever else has arrived) rather
-                    // than held for this gateway's own tick.
+                    // than held for this gateway's own tick, unless many
+                    // clients watch (then paced as on a server).
                     self.take(m);
                     for _ in 0..64 {
                         match from_shards.try_recv() {
@@ -581,7 +622,7 @@ impl Owner {
                             Err(_) => break,
                         }
                     }
-                    self.tick();
+                    self.shard_deltas_taken();
                 }
                 Some(r) = requests.recv() => self.request(r),
                 else => break,
