@@ -356,7 +356,13 @@ impl CellStore {
         for level in 0..self.res.len() {
             let (up_a, up_b) = match (a, b) {
                 (Some(x), Some(y)) if x.slot == y.slot => {
-                    let up = self.replace(level, x.slot, &x.contribution, &y.contribution);
+                    let up = self.replace(
+                        level,
+                        x.slot,
+                        &Replacement::Other,
+                        &x.contribution,
+                        &y.contribution,
+                    );
                     (up, up)
                 }
                 _ => (
@@ -381,33 +387,27 @@ impl CellStore {
         let mut at = Some(slot);
         for level in 0..self.res.len() {
             let Some(slot) = at else { break };
-            let Some((cell, node, _)) = node_at(&mut self.finest, &mut self.coarse, level, slot)
-            else {
-                break;
-            };
-            let exact = match &op {
-                Replacement::Sensor(change) => node.agg.replace_sensor(change, new),
-                Replacement::Other => node.agg.replace(old, new),
-            };
-            if !exact {
-                self.recompute[level].push(cell);
-            }
-            touch(&mut self.touched, level, slot, cell, node);
-            at = parent_of(node);
+            at = self.replace(level, slot, &op, old, new);
         }
     }
 
-    /// Replaces a contribution in the same cell at `level`; returns the
-    /// parent's slot.
+    /// Replaces a contribution in the same cell at `level` (`op`: the
+    /// change worked out beforehand, or [`Replacement::Other`]); returns
+    /// the parent's slot.
     fn replace(
         &mut self,
         level: usize,
         slot: u32,
+        op: &Replacement,
         old: &Contribution,
         new: &Contribution,
     ) -> Option<u32> {
         let (cell, node, _) = node_at(&mut self.finest, &mut self.coarse, level, slot)?;
-        if !node.agg.replace(old, new) {
+        let exact = match op {
+            Replacement::Sensor(change) => node.agg.replace_sensor(change, new),
+            Replacement::Other => node.agg.replace(old, new),
+        };
+        if !exact {
             self.recompute[level].push(cell);
         }
         touch(&mut self.touched, level, slot, cell, node);
