@@ -401,6 +401,20 @@ pub struct Picture {
     /// What the catalogue says of each kind, by name id (looked up by
     /// name once per kind, not per sensor or observation).
     kinds: Vec<Option<KindInfo>>,
+    /// For the neighbour check: the sensors in each checked sensor's cell
+    /// and the ring around it, by the sensor's slot, with the cell and
+    /// the index's [`CellStore::sensor_moves`] they were listed at (stale
+    /// once either differs). Sensors rarely move, so the ring is walked
+    /// once rather than on every reading.
+    rings: HashMap<Slot, Ring, ahash::RandomState>,
+}
+
+/// The sensors around a cell, as listed at one state of the index.
+#[derive(Debug)]
+struct Ring {
+    cell: CellIndex,
+    listed_at: u64,
+    sensors: SmallVec<[Slot; 8]>,
 }
 
 /// A kind's catalogue entry as the engine uses it.
@@ -568,6 +582,7 @@ impl Picture {
             cells,
             pending: Pending::default(),
             last_scan_ms: None,
+            rings: HashMap::default(),
         }
     }
 
@@ -843,15 +858,34 @@ impl Picture {
     /// The median of the current values of the other sensors of kind
     /// `kind` in `cell` and the ring around it (not suspect, at least
     /// two), for the neighbour check.
-    fn neighbour_median(&self, me: Slot, kind: NameId, cell: CellIndex) -> Option<f64> {
-        let mut values: SmallVec<[f64; 8]> = cell
-            .grid_disk::<SmallVec<[CellIndex; 8]>>(1)
-            .into_iter()
-            .flat_map(|c| self.cells.members(c).iter().copied())
-            .filter_map(|m| match m {
-                Member::Sensor(slot) if slot != me => self.sensors.at(slot),
-                _ => None,
-            })
+    fn neighbour_median(&mut self, me: Slot, kind: NameId, cell: CellIndex) -> Option<f64> {
+        let moves = self.cells.sensor_moves();
+        let listed = self
+            .rings
+            .get(&me)
+            .is_some_and(|r| r.cell == cell && r.listed_at == moves);
+        if !listed {
+            let sensors = cell
+                .grid_disk::<SmallVec<[CellIndex; 8]>>(1)
+                .into_iter()
+                .flat_map(|c| self.cells.members(c).iter().copied())
+                .filter_map(|m| match m {
+                    Member::Sensor(slot) if slot != me => Some(slot),
+                    _ => None,
+                })
+                .collect();
+            let ring = Ring {
+                cell,
+                listed_at: moves,
+                sensors,
+            };
+            self.rings.insert(me, ring);
+        }
+        let ring = self.rings.get(&me)?;
+        let mut values: SmallVec<[f64; 8]> = ring
+            .sensors
+            .iter()
+            .filter_map(|slot| self.sensors.at(*slot))
             .filter(|s| s.kind_id == kind && s.quality != Quality::Suspect)
             .filter_map(|s| s.value)
             .collect();

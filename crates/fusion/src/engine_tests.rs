@@ -1080,6 +1080,47 @@ fn out_of_range_frozen_and_contradicted_readings_are_marked() {
     );
 }
 
+/// The neighbour check sees gauges that arrive next to a sensor and stops
+/// seeing those that leave (the ring of neighbours is listed once and
+/// listed again whenever a sensor enters or leaves a cell).
+#[test]
+fn the_neighbour_check_follows_gauges_that_arrive_and_leave() {
+    let mut p = Picture::new(PictureConfig::default());
+    let near = |m: f64| north_of(ST_PAULI, m);
+    // g1 reads `value` at minute `m`: why its quality is what it is.
+    let g1_reads = |p: &mut Picture, m: i64, value: f64| {
+        let at = T0 + m * MIN;
+        p.apply(&obs("g1", at, value, None), at).expect("ok");
+        let d = p.flush(at).expect("changed");
+        let g1 = d.sensors.iter().find(|s| &*s.id == "g1").expect("g1");
+        g1.quality_reason
+    };
+    let disagree = Some("neighbours_disagree");
+    apply_all(
+        &mut p,
+        &[gauge_meta("g1", near(0.0)), gauge_meta("g2", near(25.0))],
+    );
+    p.apply(&obs("g2", T0, 3.0, None), T0).expect("ok");
+    g1_reads(&mut p, 2, 4.5);
+    assert_ne!(
+        g1_reads(&mut p, 4, 4.6),
+        disagree,
+        "one neighbour is not enough"
+    );
+    // A third gauge next to them: two neighbours, far below g1.
+    for e in [
+        gauge_meta("g3", near(50.0)),
+        obs("g3", T0 + 5 * MIN, 3.1, None),
+    ] {
+        p.apply(&e, T0 + 5 * MIN).expect("ok");
+    }
+    assert_eq!(g1_reads(&mut p, 6, 4.7), disagree);
+    // g3 is moved 5 km away: one neighbour again.
+    p.apply(&gauge_meta("g3", north_of(ST_PAULI, 5_000.0)), T0 + 7 * MIN)
+        .expect("ok");
+    assert_ne!(g1_reads(&mut p, 8, 4.8), disagree);
+}
+
 mod arrival_order {
     use super::*;
     use proptest::prelude::*;

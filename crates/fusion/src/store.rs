@@ -198,6 +198,10 @@ pub(crate) struct CellStore {
     touched: Vec<Touched>,
     /// Per served resolution, cells whose maxima may be too high.
     recompute: Vec<Vec<CellIndex>>,
+    /// Counts every sensor entering or leaving a finest cell: lists of
+    /// sensors derived from the member lists (neighbour rings) stay valid
+    /// while it stands still.
+    sensor_moves: u64,
 }
 
 /// One side (old or new) of a change, climbing the resolutions.
@@ -216,7 +220,13 @@ impl CellStore {
             coarse: Slots::default(),
             hasher: ahash::RandomState::new(),
             touched: Vec::new(),
+            sensor_moves: 0,
         }
+    }
+
+    /// How many times a sensor has entered or left a finest cell.
+    pub fn sensor_moves(&self) -> u64 {
+        self.sensor_moves
     }
 
     /// The aggregate of `cell` (at any served resolution).
@@ -420,6 +430,9 @@ impl CellStore {
         node.agg.add(&side.contribution);
         if let Some(members) = members {
             members.push(member);
+            if matches!(member, Member::Sensor(_)) {
+                self.sensor_moves += 1;
+            }
         }
         touch(&mut self.touched, level, side.slot, cell, node);
         parent_of(node)
@@ -433,6 +446,9 @@ impl CellStore {
             && let Some(i) = members.iter().position(|m| *m == member)
         {
             members.swap_remove(i);
+            if matches!(member, Member::Sensor(_)) {
+                self.sensor_moves += 1;
+            }
         }
         let exact = node.agg.sub(&side.contribution, None);
         let parent = parent_of(node);
