@@ -98,6 +98,14 @@ impl Pacing {
         }
     }
 
+    /// [`Pacing::ticks_per_delta`], also shown as the gauge
+    /// `rm_delta_interval_ms` (the server's owner task and the gateway).
+    pub(crate) fn ticks_per_delta_shown(&self, watchers: usize, tick: Duration) -> u32 {
+        let every = self.ticks_per_delta(watchers, tick);
+        metrics::gauge!("rm_delta_interval_ms").set(tick.as_secs_f64() * 1000.0 * f64::from(every));
+        every
+    }
+
     /// Every how many ticks of length `tick` a delta goes out while
     /// `watchers` clients receive them (at least 1).
     pub fn ticks_per_delta(&self, watchers: usize, tick: Duration) -> u32 {
@@ -629,9 +637,7 @@ impl Driver {
         let every = self
             .config
             .pacing
-            .ticks_per_delta(watchers, self.config.tick);
-        metrics::gauge!("rm_delta_interval_ms")
-            .set(self.config.tick.as_secs_f64() * 1000.0 * f64::from(every));
+            .ticks_per_delta_shown(watchers, self.config.tick);
         self.ticks_waited += 1;
         if self.ticks_waited >= every {
             self.flush_all();

@@ -492,10 +492,7 @@ impl Owner {
             .values()
             .map(|s| s.handle.deltas.receiver_count())
             .sum();
-        let every = self.pacing.ticks_per_delta(watchers, self.tick);
-        metrics::gauge!("rm_delta_interval_ms")
-            .set(self.tick.as_secs_f64() * 1000.0 * f64::from(every));
-        every
+        self.pacing.ticks_per_delta_shown(watchers, self.tick)
     }
 
     /// A tick of the gateway's own clock: the merged deltas go out when
