@@ -98,9 +98,15 @@ impl Pacing {
         }
     }
 
-    /// [`Pacing::ticks_per_delta`], also shown as the gauge
-    /// `rm_delta_interval_ms` (the server's owner task and the gateway).
-    pub(crate) fn ticks_per_delta_shown(&self, watchers: usize, tick: Duration) -> u32 {
+    /// [`Pacing::ticks_per_delta`] for the websocket receivers of all
+    /// `spaces` together, also shown as the gauge `rm_delta_interval_ms`
+    /// (the server's owner task and the gateway).
+    pub(crate) fn ticks_per_delta_shown<'a>(
+        &self,
+        spaces: impl Iterator<Item = &'a SpaceHandle>,
+        tick: Duration,
+    ) -> u32 {
+        let watchers = spaces.map(|s| s.deltas.receiver_count()).sum();
         let every = self.ticks_per_delta(watchers, tick);
         metrics::gauge!("rm_delta_interval_ms").set(tick.as_secs_f64() * 1000.0 * f64::from(every));
         every
@@ -629,15 +635,11 @@ impl Driver {
     /// A tick: every space flushed into a delta, or, while many clients
     /// watch, every few ticks ([`Pacing`]).
     fn tick(&mut self) {
-        let watchers: usize = self
-            .spaces
-            .values()
-            .map(|s| s.handle.deltas.receiver_count())
-            .sum();
+        let spaces = self.spaces.values().map(|s| &s.handle);
         let every = self
             .config
             .pacing
-            .ticks_per_delta_shown(watchers, self.config.tick);
+            .ticks_per_delta_shown(spaces, self.config.tick);
         self.ticks_waited += 1;
         if self.ticks_waited >= every {
             self.flush_all();

@@ -487,12 +487,8 @@ impl Owner {
 
     /// Every how many ticks the merged deltas go out now.
     fn ticks_per_delta(&self) -> u32 {
-        let watchers: usize = self
-            .spaces
-            .values()
-            .map(|s| s.handle.deltas.receiver_count())
-            .sum();
-        self.pacing.ticks_per_delta_shown(watchers, self.tick)
+        let spaces = self.spaces.values().map(|s| &s.handle);
+        self.pacing.ticks_per_delta_shown(spaces, self.tick)
     }
 
     /// A tick of the gateway's own clock: the merged deltas go out when

@@ -1130,17 +1130,16 @@ impl Picture {
         let id = self.unit_id(&p.id);
         let id = id.as_ref();
         let before = self.presence(id);
-        let (slot, type_id, known) = {
+        let text = p.source.as_deref().unwrap_or("");
+        let (slot, type_id, previous, known) = {
             let (slot, u) = self.unit_entry(id);
-            // A source seen before is shared from its last fix (no lookup).
-            let text = p.source.as_deref().unwrap_or("");
-            let known = u.fixes.iter().find(|f| &*f.source == text);
-            (slot, u.type_id, known.map(|f| f.source.clone()))
+            // This source's last fix; its text is shared from there (no
+            // lookup).
+            let previous = u.fixes.iter().position(|f| &*f.source == text);
+            let known = previous.map(|i| u.fixes[i].source.clone());
+            (slot, u.type_id, previous, known)
         };
-        let source = match known {
-            Some(source) => source,
-            None => self.texts.share(p.source.as_deref().unwrap_or("")),
-        };
+        let source = known.unwrap_or_else(|| self.texts.share(text));
         let accuracy_m = p
             .accuracy
             .unwrap_or_else(|| self.config.sources.accuracy_of(&source));
@@ -1151,7 +1150,6 @@ impl Picture {
         let Some(u) = self.units.at_mut(slot) else {
             unreachable!("slot {slot} was just looked up or filled")
         };
-        let previous = u.fixes.iter().position(|f| f.source == source);
         if let Some(f) = previous.map(|i| &u.fixes[i]) {
             if p.ts_ms == f.ts_ms && (f.lat, f.lon) == (p.lat, p.lon) {
                 return Ok(Outcome::Duplicate);

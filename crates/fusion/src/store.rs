@@ -345,22 +345,16 @@ impl CellStore {
             self.replace_up(slot, &before, &after);
             return slot;
         }
-        let same_finest = matches!((old, new), (Some((x, _)), Some((y, _))) if x == y);
+        // Different finest cells (or the old one missing): out of one,
+        // into the other, meeting where they share an ancestor.
         let mut a = old.and_then(|(cell, contribution)| {
             let slot = self.finest.find_hinted(&self.hasher, cell, hint)?;
             Some(Side { slot, contribution })
         });
-        let mut b = match (new, a) {
-            (Some((_, contribution)), Some(side)) if same_finest => Some(Side {
-                slot: side.slot,
-                contribution,
-            }),
-            (Some((cell, contribution)), _) => Some(Side {
-                slot: self.finest_slot(cell),
-                contribution,
-            }),
-            (None, _) => None,
-        };
+        let mut b = new.map(|(cell, contribution)| Side {
+            slot: self.finest_slot(cell),
+            contribution,
+        });
         // Created before anything is removed below, so it stays valid.
         let remembered = b.map_or(NO_SLOT, |side| side.slot);
         for level in 0..self.res.len() {
