@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fusion::{
-    Catalogue, Envelope, Event, Outcome, Picture, PictureConfig, Resolution, SensorMeta, SensorObs,
-    UnitMeta, UnitPos, UnitStatus, Viewport,
+    Catalogue, Envelope, Event, Outcome, Picture, PictureConfig, READ_AHEAD, Resolution,
+    SensorMeta, SensorObs, UnitMeta, UnitPos, UnitStatus, Viewport,
 };
 use h3o::{CellIndex, LatLng};
 use ingest::log::{EventLog, LogConfig, Record, Window};
@@ -580,13 +580,18 @@ struct Tally {
 /// [`FLUSH_EVERY`] events and once at the end. Returns the total time, the
 /// part of it spent in `flush`, and the picture (dropped by the caller,
 /// outside the timing).
-fn engine_run(events: &[Envelope]) -> (Duration, Duration, Picture, Tally) {
+fn engine_run(events: &[Envelope], read_ahead: bool) -> (Duration, Duration, Picture, Tally) {
     let mut picture = Picture::new(PictureConfig::default());
     let mut tally = Tally::default();
     let mut in_flush = Duration::ZERO;
     let start = Instant::now();
     for (i, env) in events.iter().enumerate() {
         let now = clock(i);
+        // As the server's owner task does with each batch from ingest.
+        if read_ahead && i % READ_AHEAD == 0 {
+            let upto = (i + READ_AHEAD).min(events.len());
+            black_box(picture.read_ahead(&events[i..upto]));
+        }
         match picture.apply(env, now) {
             Ok(Outcome::Applied) => tally.applied += 1,
             Ok(Outcome::Duplicate) => tally.duplicate += 1,
@@ -808,9 +813,20 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         .first()
         .copied()
         .unwrap_or(Resolution::Ten);
-    for _ in 0..a.runs {
+    // The engine driven without reading ahead (`Picture::read_ahead`),
+    // beside it in each run, first in every other one: the gain in one
+    // run, whatever the machine's speed at the time.
+    let mut gains = Vec::with_capacity(a.runs);
+    let mut plain_rates = Vec::with_capacity(a.runs);
+    let plain = |w: &Workload| {
+        let (took, _, picture, _) = engine_run(&w.events, false);
+        drop(picture);
+        per_second(w.events.len(), took)
+    };
+    for run in 0..a.runs {
+        let plain_first = (run % 2 == 1).then(|| plain(&w));
         let before = rss_bytes();
-        let (took, in_flush, picture, tally) = engine_run(&w.events);
+        let (took, in_flush, picture, tally) = engine_run(&w.events, true);
         let after = rss_bytes();
         engine_rates.push(per_second(w.events.len(), took));
         flush_shares.push(in_flush.as_secs_f64() / took.as_secs_f64().max(1e-9));
@@ -834,6 +850,9 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             cp = Some(checkpoint_bench(&picture)?);
         }
         drop(picture);
+        let plain_rate = plain_first.unwrap_or_else(|| plain(&w));
+        plain_rates.push(plain_rate);
+        gains.push(engine_rates.last().copied().unwrap_or(0.0) / plain_rate.max(1e-9));
         let (took, cells) = raw_run(&w.points, finest);
         raw_rates.push(per_second(w.points.len(), took));
         raw_cells = cells;
@@ -846,6 +865,8 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     let raw_events_per_s = median(raw_rates.clone());
     let ratio = events_per_s / raw_events_per_s.max(1e-9);
     let flush_share = median(flush_shares);
+    let plain_events_per_s = median(plain_rates.clone());
+    let read_ahead_gain = median(gains);
     let rss_delta = memory.rss_delta.unwrap_or(0);
     let bytes_per_cell = memory.index_bytes as f64 / memory.cells_finest.max(1) as f64;
     let rss_per_cell = rss_delta as f64 / memory.cells_finest.max(1) as f64;
@@ -859,6 +880,10 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         "engine  apply + flush:  {events_per_s:>10.0} events/s median ({}), {:.0} % of it in flush",
         list(&engine_rates),
         flush_share * 100.0
+    );
+    println!(
+        "        not reading ahead: {plain_events_per_s:>7.0} events/s median ({}); reading ahead {read_ahead_gain:.2}× as fast (median of the runs' ratios)",
+        list(&plain_rates)
     );
     println!(
         "raw     h3o + HashMap:  {raw_events_per_s:>10.0} events/s median ({}), {raw_cells} cells",
@@ -913,6 +938,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
              \"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
              \"events_per_s\":{events_per_s:.0},\"raw_events_per_s\":{raw_events_per_s:.0},\
              \"ratio\":{ratio:.4},\"flush_share\":{flush_share:.4},\
+             \"events_per_s_no_read_ahead\":{plain_events_per_s:.0},\"read_ahead_gain\":{read_ahead_gain:.3},\
              \"bytes_per_cell\":{bytes_per_cell:.1},\"index_bytes\":{},\
              \"rss_bytes_per_cell\":{rss_per_cell:.1},\"rss_bytes_per_entity\":{rss_per_entity:.1},\
              \"rss_delta_bytes\":{rss_delta},\"cells_res10\":{},\"cells_total\":{},\
@@ -962,13 +988,18 @@ mod tests {
     #[test]
     fn the_engine_accepts_the_workload() {
         let w = generate(5_000, 3);
-        let (_, _, picture, tally) = engine_run(&w.events);
+        let (_, _, picture, tally) = engine_run(&w.events, true);
         assert_eq!(tally.refused, 0);
         assert_eq!(tally.duplicate, w.mix.redelivered);
         assert_eq!(tally.applied + tally.duplicate + tally.other, 5_000);
         let (units, sensors, _, cells) = picture.counts();
         assert_eq!((units, sensors), (w.units, w.sensors));
         assert!(cells > w.sensors / 2);
+        // Reading ahead changes nothing.
+        let (_, _, plain, plain_tally) = engine_run(&w.events, false);
+        assert_eq!(plain.digest(), picture.digest());
+        assert_eq!(plain.seq(), picture.seq());
+        assert_eq!(plain_tally.applied, tally.applied);
     }
 
     #[test]

@@ -381,6 +381,20 @@ impl Driver {
         space
     }
 
+    /// Reads ahead what applying `group` (the next few events, of one
+    /// space or several) will touch in its space's picture
+    /// ([`Picture::read_ahead`]).
+    fn read_ahead<'a>(&self, mut group: impl Iterator<Item = &'a Envelope> + Clone) {
+        let Some(first) = group.clone().next() else {
+            return;
+        };
+        if let Some(space) = self.spaces.get(&first.space)
+            && group.all(|e| e.space == first.space)
+        {
+            std::hint::black_box(space.picture.read_ahead(group.clone()));
+        }
+    }
+
     /// Applies one event; the picture's clock is its receive time, so a
     /// recovered or replayed picture sees exactly what this one saw.
     fn apply(&mut self, env: &Envelope) -> Result<Outcome, fusion::Refusal> {
@@ -496,9 +510,13 @@ impl Driver {
     fn take(&mut self, batch: &mut Vec<Envelope>) {
         let n = batch.len() as u64;
         if self.log.is_none() {
-            for env in batch.drain(..) {
-                let _ = self.apply(&env);
+            for group in batch.chunks(fusion::READ_AHEAD) {
+                self.read_ahead(group.iter());
+                for env in group {
+                    let _ = self.apply(env);
+                }
             }
+            batch.clear();
             self.logged.send_modify(|c| *c += n);
             return;
         }
@@ -511,9 +529,15 @@ impl Driver {
                 metrics::counter!("rm_log_write_errors_total").increment(1);
                 error!(error = %e, space = run[0].space(), events = run.len(), "cannot write the event log: these events are applied but not logged");
             }
-            for r in run {
-                if let Record::Event(env) = r {
-                    let _ = self.apply(env);
+            for group in run.chunks(fusion::READ_AHEAD) {
+                self.read_ahead(group.iter().filter_map(|r| match r {
+                    Record::Event(env) => Some(env),
+                    Record::Op(_) => None,
+                }));
+                for r in group {
+                    if let Record::Event(env) = r {
+                        let _ = self.apply(env);
+                    }
                 }
             }
         }

@@ -464,6 +464,22 @@ async fn a_backlog_larger_than_the_clients_request_queue_drains_completely() {
         (metric(addr, "rm_ingest_acks_waiting", &[]).unwrap_or(0.0) == 0.0).then_some(())
     })
     .await;
+    // Sent means received: the broker forgets what was acknowledged. A
+    // server started afresh on the same session (kill -9, no event log, so
+    // it would apply anything redelivered) gets only what comes next.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(server);
+    let (server, addr) = start_server_with_broker(&url);
+    gauge
+        .publish(&publisher, BACKLOG + 2..=BACKLOG + 2, Duration::ZERO)
+        .await;
+    gauge.wait_shown(addr, BACKLOG + 2).await;
+    let acc = accounting(addr);
+    assert_eq!(
+        (acc.applied, acc.duplicates),
+        (1, 0),
+        "nothing redelivered after the backlog was acknowledged: {acc:?}"
+    );
     drop(server);
 }
 

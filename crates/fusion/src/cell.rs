@@ -254,6 +254,14 @@ pub struct CellAgg {
     names: SmallVec<[KindEntry; 1]>,
 }
 
+impl CellAgg {
+    /// Reads the aggregate and its name list (for read-ahead).
+    pub(crate) fn read(&self) -> u64 {
+        let first = self.names.first().map_or(0, |e| u64::from(e.n));
+        first ^ u64::from(self.hazard)
+    }
+}
+
 impl Clone for CellAgg {
     /// A field-by-field copy (the name lists hold plain values, copied as
     /// slices rather than element by element).

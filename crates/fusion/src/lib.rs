@@ -34,7 +34,9 @@ pub use areas::Sector;
 pub use catalogue::{Catalogue, Checks, KindSpec};
 pub use cell::{CellAgg, KindAgg};
 pub use engine::checkpoint::{CHECKPOINT_VERSION, Checkpoint, RestoreError};
-pub use engine::{AckError, EntityKind, Outcome, Picture, PictureConfig, Refusal, RemoveError};
+pub use engine::{
+    AckError, EntityKind, Outcome, Picture, PictureConfig, READ_AHEAD, Refusal, RemoveError,
+};
 pub use event::{
     Envelope, Event, IncidentClosed, IncidentUpsert, SensorMeta, SensorObs, UnitMeta, UnitPos,
     UnitStatus,

@@ -163,6 +163,17 @@ impl<T> Registry<T> {
         Some((slot, key, value))
     }
 
+    /// Reads the entries in `slots` one after another without changing
+    /// anything (`each` picks what to read of each), so that their misses
+    /// in the processor's caches are waited for together; see
+    /// [`crate::Picture::read_ahead`].
+    pub fn read_ahead(&self, slots: &[Slot], each: impl Fn(&Arc<str>, &T) -> u64) -> u64 {
+        slots
+            .iter()
+            .filter_map(|&slot| self.entry_at(slot))
+            .fold(0, |seen, (id, v)| seen ^ each(id, v))
+    }
+
     /// Every entry, in slot order (not deterministic across histories:
     /// use [`Registry::sorted`] where order shows).
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Arc<str>, &T)> {

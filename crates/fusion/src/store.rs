@@ -467,6 +467,55 @@ impl CellStore {
         parent
     }
 
+    /// Reads the finest cells in `slots` and their ancestors, each
+    /// resolution for all of them before the next, changing nothing (see
+    /// [`crate::Picture::read_ahead`]). Returns a value made of what was
+    /// read.
+    pub fn read_ahead(&self, slots: &mut [u32]) -> u64 {
+        let mut seen = 0u64;
+        for at in slots.iter_mut() {
+            *at = match self.finest.slots.get(*at as usize) {
+                Some(Some((cell, f))) => {
+                    seen ^= u64::from(*cell);
+                    f.node.parent
+                }
+                _ => NO_PARENT,
+            };
+        }
+        for _ in 1..self.res.len() {
+            for at in slots.iter_mut() {
+                *at = match self.coarse.slots.get(*at as usize) {
+                    Some(Some((cell, n))) => {
+                        seen ^= u64::from(*cell);
+                        n.parent
+                    }
+                    _ => NO_PARENT,
+                };
+            }
+        }
+        seen
+    }
+
+    /// Reads the nodes of `touched` (for read-ahead).
+    fn read_touched(&self, touched: &[Touched]) -> u64 {
+        touched.iter().fold(0, |seen, t| {
+            let node = if t.finest {
+                self.finest
+                    .slots
+                    .get(t.slot as usize)
+                    .and_then(|f| f.as_ref())
+                    .map(|(_, f)| &f.node)
+            } else {
+                self.coarse
+                    .slots
+                    .get(t.slot as usize)
+                    .and_then(|n| n.as_ref())
+                    .map(|(_, n)| n)
+            };
+            seen ^ node.map_or(0, |n| u64::from(n.parent) ^ n.agg.read())
+        })
+    }
+
     /// Recomputes the cells whose maxima may have fallen, finest first
     /// (from their members' contributions), then each coarser resolution
     /// from its children. Then hands every cell changed since the last
@@ -510,22 +559,26 @@ impl CellStore {
         }
         let mut touched = std::mem::take(&mut self.touched);
         let mut gone = Vec::new();
-        for t in touched.drain(..) {
-            let here = if t.finest {
-                self.finest.at(t.slot).map(|(c, f)| (c, &mut f.node))
-            } else {
-                self.coarse.at(t.slot)
-            };
-            match here {
-                Some((cell, node)) if cell == t.cell => {
-                    if node.touched {
-                        node.touched = false;
-                        emit(cell, Some(&node.agg));
+        for group in touched.chunks(crate::engine::READ_AHEAD) {
+            std::hint::black_box(self.read_touched(group));
+            for t in group {
+                let here = if t.finest {
+                    self.finest.at(t.slot).map(|(c, f)| (c, &mut f.node))
+                } else {
+                    self.coarse.at(t.slot)
+                };
+                match here {
+                    Some((cell, node)) if cell == t.cell => {
+                        if node.touched {
+                            node.touched = false;
+                            emit(cell, Some(&node.agg));
+                        }
                     }
+                    _ => gone.push(t.cell),
                 }
-                _ => gone.push(t.cell),
             }
         }
+        touched.clear();
         self.touched = touched;
         // Removed cells, unless they came back (then listed above).
         gone.sort_unstable();

@@ -65,6 +65,11 @@ impl Trend {
         self.n = self.n.saturating_add(1);
     }
 
+    /// Observations counted (saturating).
+    pub fn samples(&self) -> u32 {
+        self.n
+    }
+
     /// Change per hour, once there is enough data.
     pub fn per_hour(&self) -> Option<f64> {
         if self.n < MIN_SAMPLES || self.last_ms - self.first_ms < MIN_SPAN_MS {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fusion::Envelope;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, v5};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, PubAck, PubRec, Publish, QoS, Request, v5};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -385,12 +385,20 @@ impl Link {
     }
 }
 
-/// Acknowledgements in order, without ever waiting: what the client's
-/// request queue cannot take now waits here and goes first next time. (The
-/// client reads incoming messages in batches and sends one request per
-/// turn, so at high rates its queue fills; an acknowledgement dropped there
-/// would leave the broker waiting for it, and a broker with a full
-/// in-flight window sends nothing more.)
+/// Acknowledgements in order, without ever waiting.
+///
+/// MQTT 3.1.1: they collect here and are written into the connection's
+/// send buffer at the top of the loop, and flushed once the client has
+/// handed out the packets it read (see [`Acks::send`]): a batch of
+/// messages costs one write to the socket, not one per message (the
+/// client's request queue flushes after every request).
+///
+/// MQTT 5: through the client's request queue; what it cannot take now
+/// waits here and goes first next time. (The client reads incoming
+/// messages in batches and sends one request per turn, so at high rates
+/// its queue fills; an acknowledgement dropped there would leave the
+/// broker waiting for it, and a broker with a full in-flight window sends
+/// nothing more.)
 ///
 /// A waiting acknowledgement keeps only its packet id and QoS (4 bytes, not
 /// the message); how many wait is bounded by what the broker sent us
@@ -400,6 +408,11 @@ struct Acks {
     /// `rm_ingest_acks_waiting`, looked up once (it is set per message
     /// while acknowledgements wait).
     gauge: metrics::Gauge,
+    /// Acknowledgements written into an MQTT 3.1.1 connection's send
+    /// buffer since it was last flushed.
+    unflushed: bool,
+    /// What the gauge shows (MQTT 3.1.1).
+    shown: usize,
 }
 
 /// What acknowledging a message needs.
@@ -449,15 +462,93 @@ impl Acks {
         Acks {
             waiting: VecDeque::new(),
             gauge: metrics::gauge!("rm_ingest_acks_waiting"),
+            unflushed: false,
+            shown: 0,
         }
     }
 
     fn ack(&mut self, link: &Link, m: Msg) {
+        if let Link::V311(..) = link {
+            // Written in batches by `send`, at the top of the loop.
+            self.waiting.push_back(Ack::of(&m));
+            return;
+        }
         if self.waiting.is_empty() && link.try_ack(&m) {
             return;
         }
         self.waiting.push_back(Ack::of(&m));
         self.gauge.set(self.waiting.len() as f64);
+    }
+
+    /// Sends what waits. MQTT 3.1.1: straight into the connection's send
+    /// buffer, flushed once when the client has no more received packets
+    /// to hand out (or `flush` asks, since the loop will not poll) rather
+    /// than after each acknowledgement as the client's request queue
+    /// does: one write to the socket for a batch of messages. MQTT 5
+    /// (whose connection the client keeps to itself): through the request
+    /// queue.
+    async fn send(&mut self, link: &mut Link, flush: bool) {
+        let Link::V311(_, e) = link else {
+            self.retry(link);
+            return;
+        };
+        let Some(network) = e.network.as_mut() else {
+            // Not connected: they wait for the session to come back (and
+            // are dropped if it does not).
+            self.show_waiting();
+            return;
+        };
+        let timeout = Duration::from_secs(e.network_options.connection_timeout());
+        let flush = flush || e.state.events.is_empty();
+        let written = tokio::time::timeout(timeout, async {
+            while let Some(a) = self.waiting.front().copied() {
+                let request = match a.qos {
+                    1 => Request::PubAck(PubAck::new(a.pkid)),
+                    2 => Request::PubRec(PubRec::new(a.pkid)),
+                    _ => {
+                        self.waiting.pop_front();
+                        continue;
+                    }
+                };
+                let packet = e
+                    .state
+                    .handle_outgoing_packet(request)
+                    .map_err(|x| x.to_string())?;
+                // The client notes each as an outgoing event for `poll`
+                // to hand out; nobody reads those.
+                e.state.events.pop_back();
+                if let Some(packet) = packet {
+                    network.write(packet).await.map_err(|x| x.to_string())?;
+                }
+                self.waiting.pop_front();
+                self.unflushed = true;
+            }
+            if flush && self.unflushed {
+                network.flush().await.map_err(|x| x.to_string())?;
+                self.unflushed = false;
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap_or_else(|_| Err("writing acknowledgements timed out".to_owned()));
+        if let Err(error) = written {
+            // The next poll reconnects; what was not written waits for
+            // the session to come back.
+            warn!(%error, "MQTT connection error while acknowledging");
+            metrics::counter!("rm_mqtt_connection_errors_total").increment(1);
+            e.clean();
+            self.unflushed = false;
+        }
+        self.show_waiting();
+    }
+
+    /// Sets `rm_ingest_acks_waiting` when the number changed since it was
+    /// last set.
+    fn show_waiting(&mut self) {
+        if self.shown != self.waiting.len() {
+            self.shown = self.waiting.len();
+            self.gauge.set(self.shown as f64);
+        }
     }
 
     fn retry(&mut self, link: &Link) {
@@ -476,6 +567,7 @@ impl Acks {
     /// Forgets acknowledgements of a connection whose session is gone.
     fn clear(&mut self) {
         self.waiting.clear();
+        self.shown = 0;
         self.gauge.set(0.0);
     }
 }
@@ -571,7 +663,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         durable.release(&mut acks, &link);
-        acks.retry(&link);
+        acks.send(&mut link, backlog.len() >= MAX_BACKLOG).await;
         let polled = tokio::select! {
             () = &mut shutdown => break,
             () = durable.more_logged(), if !durable.held.is_empty() => continue,
