@@ -668,8 +668,14 @@ impl Picture {
         for env in envs {
             let found = match &env.event {
                 Event::SensorObs(o) => self.sensors.slot_of(&o.id).map(|slot| (true, slot)),
-                Event::UnitPos(p) => self.units.slot_of(&p.id).map(|slot| (false, slot)),
-                Event::UnitStatus(st) => self.units.slot_of(&st.id).map(|slot| (false, slot)),
+                Event::UnitPos(p) => self
+                    .units
+                    .slot_of(&self.unit_id(&p.id))
+                    .map(|slot| (false, slot)),
+                Event::UnitStatus(st) => self
+                    .units
+                    .slot_of(&self.unit_id(&st.id))
+                    .map(|slot| (false, slot)),
                 _ => None,
             };
             entities.extend(found);
