@@ -576,41 +576,62 @@ struct Tally {
     flushes: usize,
 }
 
-/// One timed run of the engine: apply every event, flush every
-/// [`FLUSH_EVERY`] events and once at the end. Returns the total time, the
-/// part of it spent in `flush`, and the picture (dropped by the caller,
-/// outside the timing).
 /// Events per turn of [`read_ahead_pair`].
 const PAIR_TURN: usize = 5 * FLUSH_EVERY;
 
+/// Drives `picture` through `events[range]` as the owner task would:
+/// [`Picture::read_ahead`] on each [`READ_AHEAD`] events (if `read_ahead`),
+/// `apply` with the workload's clock, a flush every [`FLUSH_EVERY`]
+/// events of the whole stream. Counts outcomes and flushes into `tally`;
+/// returns the time spent in `flush`.
+fn drive(
+    picture: &mut Picture,
+    events: &[Envelope],
+    range: std::ops::Range<usize>,
+    read_ahead: bool,
+    tally: &mut Tally,
+) -> Duration {
+    let mut in_flush = Duration::ZERO;
+    for i in range.clone() {
+        let now = clock(i);
+        if read_ahead && (i - range.start).is_multiple_of(READ_AHEAD) {
+            let upto = (i + READ_AHEAD).min(range.end);
+            black_box(picture.read_ahead(&events[i..upto]));
+        }
+        match picture.apply(&events[i], now) {
+            Ok(Outcome::Applied) => tally.applied += 1,
+            Ok(Outcome::Duplicate) => tally.duplicate += 1,
+            Ok(_) => tally.other += 1,
+            Err(_) => tally.refused += 1,
+        }
+        if (i + 1).is_multiple_of(FLUSH_EVERY) {
+            let f = Instant::now();
+            black_box(picture.flush(now));
+            in_flush += f.elapsed();
+            tally.flushes += 1;
+        }
+    }
+    in_flush
+}
+
 /// The engine with and without [`Picture::read_ahead`], side by side: two
-/// pictures take the same events in turns of [`PAIR_TURN`] (each as
-/// [`engine_run`] drives it), so both see the machine at the same speed
-/// within milliseconds. Returns both rates (with, without).
+/// pictures take the same events in turns of [`PAIR_TURN`] (each driven
+/// as [`engine_run`] drives it), so both see the machine at the same
+/// speed within milliseconds. Returns both rates (with, without).
 fn read_ahead_pair(events: &[Envelope]) -> (f64, f64) {
     let mut pictures = [
         Picture::new(PictureConfig::default()),
         Picture::new(PictureConfig::default()),
     ];
     let mut took = [Duration::ZERO; 2];
-    for (turn, chunk) in events.chunks(PAIR_TURN).enumerate() {
-        let offset = turn * PAIR_TURN;
+    let mut tally = Tally::default();
+    for turn in 0..events.len().div_ceil(PAIR_TURN) {
+        let range = turn * PAIR_TURN..((turn + 1) * PAIR_TURN).min(events.len());
         // Who goes first alternates, so neither always finds the other's
         // data in the caches.
         for k in [turn % 2, 1 - turn % 2] {
-            let (picture, ahead) = (&mut pictures[k], k == 0);
             let start = Instant::now();
-            for (j, env) in chunk.iter().enumerate() {
-                let i = offset + j;
-                if ahead && j.is_multiple_of(READ_AHEAD) {
-                    let upto = (j + READ_AHEAD).min(chunk.len());
-                    black_box(picture.read_ahead(&chunk[j..upto]));
-                }
-                black_box(picture.apply(env, clock(i)).is_ok());
-                if (i + 1).is_multiple_of(FLUSH_EVERY) {
-                    black_box(picture.flush(clock(i)));
-                }
-            }
+            drive(&mut pictures[k], events, range.clone(), k == 0, &mut tally);
             took[k] += start.elapsed();
         }
     }
@@ -620,31 +641,21 @@ fn read_ahead_pair(events: &[Envelope]) -> (f64, f64) {
     )
 }
 
+/// One timed run of the engine: apply every event, flush every
+/// [`FLUSH_EVERY`] events and once at the end. Returns the total time, the
+/// part of it spent in `flush`, and the picture (dropped by the caller,
+/// outside the timing).
 fn engine_run(events: &[Envelope], read_ahead: bool) -> (Duration, Duration, Picture, Tally) {
     let mut picture = Picture::new(PictureConfig::default());
     let mut tally = Tally::default();
-    let mut in_flush = Duration::ZERO;
     let start = Instant::now();
-    for (i, env) in events.iter().enumerate() {
-        let now = clock(i);
-        // As the server's owner task does with each batch from ingest.
-        if read_ahead && i % READ_AHEAD == 0 {
-            let upto = (i + READ_AHEAD).min(events.len());
-            black_box(picture.read_ahead(&events[i..upto]));
-        }
-        match picture.apply(env, now) {
-            Ok(Outcome::Applied) => tally.applied += 1,
-            Ok(Outcome::Duplicate) => tally.duplicate += 1,
-            Ok(_) => tally.other += 1,
-            Err(_) => tally.refused += 1,
-        }
-        if (i + 1) % FLUSH_EVERY == 0 {
-            let f = Instant::now();
-            black_box(picture.flush(now));
-            in_flush += f.elapsed();
-            tally.flushes += 1;
-        }
-    }
+    let mut in_flush = drive(
+        &mut picture,
+        events,
+        0..events.len(),
+        read_ahead,
+        &mut tally,
+    );
     let f = Instant::now();
     black_box(picture.flush(clock(events.len())));
     in_flush += f.elapsed();

@@ -116,6 +116,11 @@ impl<T> Slots<T> {
         self.slots[i as usize].as_mut().map(|(_, v)| v)
     }
 
+    /// The cell and value in slot `i`, to read.
+    fn at_ref(&self, i: u32) -> Option<(CellIndex, &T)> {
+        self.slots.get(i as usize)?.as_ref().map(|(c, v)| (*c, v))
+    }
+
     /// The cell and value in slot `i`.
     fn at(&mut self, i: u32) -> Option<(CellIndex, &mut T)> {
         self.slots
@@ -473,46 +478,35 @@ impl CellStore {
     /// read.
     pub fn read_ahead(&self, slots: &mut [u32]) -> u64 {
         let mut seen = 0u64;
-        for at in slots.iter_mut() {
-            *at = match self.finest.slots.get(*at as usize) {
-                Some(Some((cell, f))) => {
-                    seen ^= u64::from(*cell);
-                    f.node.parent
-                }
-                _ => NO_PARENT,
-            };
-        }
-        for _ in 1..self.res.len() {
+        for level in 0..self.res.len() {
             for at in slots.iter_mut() {
-                *at = match self.coarse.slots.get(*at as usize) {
-                    Some(Some((cell, n))) => {
-                        seen ^= u64::from(*cell);
-                        n.parent
+                *at = match self.node_ref(level == 0, *at) {
+                    Some((cell, node)) => {
+                        seen ^= u64::from(cell);
+                        node.parent
                     }
-                    _ => NO_PARENT,
+                    None => NO_PARENT,
                 };
             }
         }
         seen
     }
 
+    /// The finest or coarse node in `slot`, with its cell, to read.
+    fn node_ref(&self, finest: bool, slot: u32) -> Option<(CellIndex, &Node)> {
+        if finest {
+            self.finest.at_ref(slot).map(|(c, f)| (c, &f.node))
+        } else {
+            self.coarse.at_ref(slot)
+        }
+    }
+
     /// Reads the nodes of `touched` (for read-ahead).
     fn read_touched(&self, touched: &[Touched]) -> u64 {
         touched.iter().fold(0, |seen, t| {
-            let node = if t.finest {
-                self.finest
-                    .slots
-                    .get(t.slot as usize)
-                    .and_then(|f| f.as_ref())
-                    .map(|(_, f)| &f.node)
-            } else {
-                self.coarse
-                    .slots
-                    .get(t.slot as usize)
-                    .and_then(|n| n.as_ref())
-                    .map(|(_, n)| n)
-            };
-            seen ^ node.map_or(0, |n| u64::from(n.parent) ^ n.agg.read())
+            seen ^ self
+                .node_ref(t.finest, t.slot)
+                .map_or(0, |(_, n)| u64::from(n.parent) ^ n.agg.read())
         })
     }
 
