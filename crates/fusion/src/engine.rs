@@ -311,6 +311,27 @@ fn move_member<T: CellSlot>(
 }
 
 impl Unit {
+    /// Reads every part of the unit that applying a position or a status
+    /// reads, its fixes included (for read-ahead).
+    fn touch(&self) -> u64 {
+        let fixes = self
+            .fixes
+            .iter()
+            .fold(0, |seen, f| seen ^ f.ts_ms as u64 ^ f.source.len() as u64);
+        let callsign = self
+            .callsign
+            .as_deref()
+            .and_then(|c| c.as_bytes().first().copied())
+            .unwrap_or(0);
+        fixes
+            ^ u64::from(callsign)
+            ^ self.newest_ms().unwrap_or_default() as u64
+            ^ u64::from(self.type_id)
+            ^ u64::from(self.cell_slot)
+            ^ self.cell.map_or(0, u64::from)
+            ^ u64::from(self.conflict)
+    }
+
     /// Reads what a view of the unit needs (for read-ahead).
     fn read(id: &Arc<str>, u: &Unit) -> u64 {
         let callsign = u.callsign.as_deref().map_or(0, |c| c.len());
@@ -334,6 +355,25 @@ impl Unit {
 }
 
 impl Sensor {
+    /// Reads every part of the sensor that applying an observation reads,
+    /// wherever its fields lie (for read-ahead).
+    fn touch(&self) -> u64 {
+        let value = self.value.unwrap_or_default().to_bits();
+        let ts = self.ts_ms.unwrap_or_default() as u64;
+        let same = self.same_since_ms.unwrap_or_default() as u64;
+        value
+            ^ ts
+            ^ same
+            ^ self.seq.unwrap_or_default()
+            ^ u64::from(self.trend.samples())
+            ^ u64::from(self.level)
+            ^ u64::from(self.kind_id)
+            ^ u64::from(self.cell_slot)
+            ^ self.cell.map_or(0, u64::from)
+            ^ self.scale.first().map_or(0, |v| v.to_bits())
+            ^ u64::from(self.quality == Quality::Suspect)
+    }
+
     /// Reads what a view of the sensor needs (for read-ahead).
     fn read(id: &Arc<str>, s: &Sensor) -> u64 {
         let name = s.name.as_deref().map_or(0, |n| n.len());
@@ -652,8 +692,9 @@ impl Picture {
     }
 
     /// Reads, without changing anything, the memory that applying `envs`
-    /// will touch first: each entity's index entry, the entity, its finest
-    /// cell and that cell's ancestors, one step for all events before the
+    /// will touch first: each entity's index entry, the entity (every
+    /// field `apply` reads, wherever it lies), its finest cell and that
+    /// cell's ancestors, one step for all events before the
     /// next. A large picture does not fit in the processor's caches, and
     /// applying an event walks a chain of places in memory each found
     /// through the one before; read this way, the chains of several events
@@ -688,7 +729,7 @@ impl Picture {
                 let Some(s) = self.sensors.at(slot) else {
                     continue;
                 };
-                seen ^= u64::from(s.trend.samples()) ^ u64::from(s.level);
+                seen ^= s.touch();
                 cells.push(s.cell_slot);
                 let checked = self
                     .kinds
@@ -699,7 +740,7 @@ impl Picture {
                     rings.extend(ring.sensors.iter().copied());
                 }
             } else if let Some(u) = self.units.at(slot) {
-                seen ^= u.fixes.len() as u64;
+                seen ^= u.touch();
                 cells.push(u.cell_slot);
             }
         }
