@@ -765,13 +765,18 @@ struct LogFigures {
     write_per_s: f64,
     read_rates: Vec<f64>,
     read_per_s: f64,
+    /// Recovery: the log read and applied to a new picture, flushed per
+    /// tick of log time, as a restart does.
+    recover_rates: Vec<f64>,
+    recover_per_s: f64,
     bytes_per_event: f64,
 }
 
 /// Replay's floor: the workload written to an event log in a temporary
 /// folder (in batches of 256, as the owner task writes), then read back
-/// into events `runs` times.
-fn log_bench(events: &[Envelope], runs: usize) -> anyhow::Result<LogFigures> {
+/// into events `runs` times; then recovered from it into a new picture
+/// `runs` times, each of which must end with `digest` (the engine's).
+fn log_bench(events: &[Envelope], runs: usize, digest: &str) -> anyhow::Result<LogFigures> {
     let dir = std::env::temp_dir().join(format!("rm-bench-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let records: Vec<Record> = events.iter().cloned().map(Record::Event).collect();
@@ -808,12 +813,36 @@ fn log_bench(events: &[Envelope], runs: usize) -> anyhow::Result<LogFigures> {
             report.damaged
         );
     }
+    let mut recover_rates = Vec::with_capacity(runs);
+    // One tick of log time: the bench's clock runs at
+    // `EVENTS_PER_PICTURE_SECOND`, so a flush every `FLUSH_EVERY` events.
+    let tick_ms = 1_000 * FLUSH_EVERY as i64 / EVENTS_PER_PICTURE_SECOND;
+    for _ in 0..runs {
+        let mut picture = Picture::new(PictureConfig::default());
+        let start = Instant::now();
+        let (report, _) =
+            crate::driver::replay_log(&mut picture, &space, 0, Window::default(), tick_ms)?;
+        recover_rates.push(per_second(records.len(), start.elapsed()));
+        anyhow::ensure!(
+            report.records == records.len() as u64 && report.damaged.is_empty(),
+            "recovery read {} of {} events ({:?})",
+            report.records,
+            records.len(),
+            report.damaged
+        );
+        anyhow::ensure!(
+            picture.digest() == digest,
+            "the recovered picture differs from the engine's"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(LogFigures {
         write_per_s: median(write_rates.clone()),
         write_rates,
         read_per_s: median(read_rates.clone()),
         read_rates,
+        recover_per_s: median(recover_rates.clone()),
+        recover_rates,
         bytes_per_event: bytes as f64 / records.len().max(1) as f64,
     })
 }
@@ -858,6 +887,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     let mut raw_rates = Vec::with_capacity(a.runs);
     let mut first: Option<(Tally, Memory)> = None;
     let mut cp: Option<CheckpointFigures> = None;
+    let mut digest = String::new();
     let mut raw_cells = 0;
     let finest = Picture::new(PictureConfig::default())
         .resolutions()
@@ -893,6 +923,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             drop(snapshot);
             first = Some((tally, memory));
             cp = Some(checkpoint_bench(&picture)?);
+            digest = picture.digest();
         }
         drop(picture);
         let (ahead_rate, plain_rate) = read_ahead_pair(&w.events);
@@ -904,7 +935,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         raw_cells = cells;
     }
     let (tally, memory) = first.context("no run was made")?;
-    let log = log_bench(&w.events, a.runs)?;
+    let log = log_bench(&w.events, a.runs, &digest)?;
     let cp = cp.context("no checkpoint was taken")?;
 
     let events_per_s = median(engine_rates.clone());
@@ -974,6 +1005,11 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
         verdict(log.read_per_s >= TARGET_REPLAY)
     );
     println!(
+        "recover         {:>10.0} events/s median ({}) from the log into a new picture, flushed per tick",
+        log.recover_per_s,
+        list(&log.recover_rates),
+    );
+    println!(
         "checkpoint of the whole picture: {:.1} MiB JSON, taken and serialised in {:.0} ms, parsed and restored in {:.0} ms",
         cp.bytes as f64 / (1024.0 * 1024.0),
         cp.take_ms,
@@ -982,7 +1018,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
     if a.json {
         println!(
             "{{\"checkpoint_bytes\":{},\"checkpoint_ms\":{:.0},\"restore_ms\":{:.0},\
-             \"replay_events_per_s\":{:.0},\"log_write_events_per_s\":{:.0},\"log_bytes_per_event\":{:.1},\
+             \"replay_events_per_s\":{:.0},\"recover_events_per_s\":{:.0},\"log_write_events_per_s\":{:.0},\"log_bytes_per_event\":{:.1},\
              \"events\":{},\"sensors\":{},\"units\":{},\"seed\":{},\"runs\":{},\
              \"events_per_s\":{events_per_s:.0},\"raw_events_per_s\":{raw_events_per_s:.0},\
              \"ratio\":{ratio:.4},\"flush_share\":{flush_share:.4},\
@@ -995,6 +1031,7 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             cp.take_ms,
             cp.restore_ms,
             log.read_per_s,
+            log.recover_per_s,
             log.write_per_s,
             log.bytes_per_event,
             w.events.len(),

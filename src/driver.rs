@@ -1054,7 +1054,7 @@ fn newest_checkpoint(
 /// tick's worth of log time since the last flush means a tick came (with
 /// its clock-driven changes, such as retention) before the next record.
 /// Returns what was read and the last record's time (flushed at the end).
-fn replay_log(
+pub(crate) fn replay_log(
     picture: &mut Picture,
     dir: &Path,
     first: u64,
@@ -1063,15 +1063,33 @@ fn replay_log(
 ) -> anyhow::Result<(log::ReadReport, Option<i64>)> {
     let mut last_flush: Option<i64> = None;
     let mut now = None;
-    let read = log::read_space_from(dir, first, window, |r| {
-        let t = r.received_ms();
-        if last_flush.is_none_or(|f| t - f >= tick_ms) {
-            picture.flush(t);
-            last_flush = Some(t);
+    // Records are played in groups of `READ_AHEAD`, the group's events
+    // read ahead first (`Picture::read_ahead`, as the live owner task
+    // does); each record is still applied, and each tick flushed, in the
+    // log's order.
+    let mut group: Vec<Record> = Vec::with_capacity(fusion::READ_AHEAD);
+    let mut play = |picture: &mut Picture, group: &mut Vec<Record>| {
+        std::hint::black_box(picture.read_ahead(group.iter().filter_map(|r| match r {
+            Record::Event(env) => Some(env),
+            Record::Op(_) => None,
+        })));
+        for r in group.drain(..) {
+            let t = r.received_ms();
+            if last_flush.is_none_or(|f| t - f >= tick_ms) {
+                picture.flush(t);
+                last_flush = Some(t);
+            }
+            apply_record(picture, &r);
+            now = Some(t);
         }
-        apply_record(picture, &r);
-        now = Some(t);
+    };
+    let read = log::read_space_from(dir, first, window, |r| {
+        group.push(r);
+        if group.len() == fusion::READ_AHEAD {
+            play(picture, &mut group);
+        }
     })?;
+    play(picture, &mut group);
     if let Some(t) = now {
         picture.flush(t);
     }

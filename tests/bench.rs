@@ -36,6 +36,7 @@ fn bench_fusion_prints_json_figures_last() {
         "cells_res10",
         "cells_total",
         "events",
+        "recover_events_per_s",
     ] {
         let n = v[key]
             .as_f64()
