@@ -66,14 +66,19 @@ impl Drop for KillOnDrop {
 fn missing_prerequisites(root: &Path) -> Vec<String> {
     let mut missing = Vec::new();
     let browser_dir = root.join("tests/browser");
-    if !browser_dir.join("node_modules/playwright-core").is_dir() {
-        // Best effort: a failure shows up as the missing folder below.
-        let _ = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&browser_dir)
-            .stdout(Stdio::null())
-            .status();
-    }
+    // Once per test process: the tests run side by side, and two `npm ci`
+    // in one folder delete each other's files (seen on a fresh clone).
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if !browser_dir.join("node_modules/playwright-core").is_dir() {
+            // Best effort: a failure shows up as the missing folder below.
+            let _ = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&browser_dir)
+                .stdout(Stdio::null())
+                .status();
+        }
+    });
     if !Path::new(CHROMIUM).exists() {
         missing.push(format!("{CHROMIUM} (apt-get install -y chromium)"));
     }
