@@ -737,7 +737,8 @@ struct CheckpointFigures {
     restore_ms: f64,
 }
 
-fn checkpoint_bench(picture: &Picture) -> anyhow::Result<CheckpointFigures> {
+/// `digest`: the picture's, which the restored one must have.
+fn checkpoint_bench(picture: &Picture, digest: &str) -> anyhow::Result<CheckpointFigures> {
     let start = Instant::now();
     let cp = picture
         .checkpoint()
@@ -748,10 +749,7 @@ fn checkpoint_bench(picture: &Picture) -> anyhow::Result<CheckpointFigures> {
     let back: fusion::Checkpoint = serde_json::from_slice(&text)?;
     let restored = Picture::restore(PictureConfig::default(), back)?;
     let restore_ms = start.elapsed().as_secs_f64() * 1e3;
-    anyhow::ensure!(
-        restored.digest() == picture.digest(),
-        "restored digest differs"
-    );
+    anyhow::ensure!(restored.digest() == digest, "restored digest differs");
     Ok(CheckpointFigures {
         bytes: text.len(),
         take_ms,
@@ -814,9 +812,8 @@ fn log_bench(events: &[Envelope], runs: usize, digest: &str) -> anyhow::Result<L
         );
     }
     let mut recover_rates = Vec::with_capacity(runs);
-    // One tick of log time: the bench's clock runs at
-    // `EVENTS_PER_PICTURE_SECOND`, so a flush every `FLUSH_EVERY` events.
-    let tick_ms = 1_000 * FLUSH_EVERY as i64 / EVENTS_PER_PICTURE_SECOND;
+    // One tick of log time: the workload's clock over `FLUSH_EVERY` events.
+    let tick_ms = clock(FLUSH_EVERY) - clock(0);
     for _ in 0..runs {
         let mut picture = Picture::new(PictureConfig::default());
         let start = Instant::now();
@@ -922,8 +919,8 @@ fn fusion_bench(a: &FusionArgs) -> anyhow::Result<()> {
             };
             drop(snapshot);
             first = Some((tally, memory));
-            cp = Some(checkpoint_bench(&picture)?);
             digest = picture.digest();
+            cp = Some(checkpoint_bench(&picture, &digest)?);
         }
         drop(picture);
         let (ahead_rate, plain_rate) = read_ahead_pair(&w.events);
